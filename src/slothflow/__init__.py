@@ -1,0 +1,81 @@
+"""slothflow: a Python workflow engine with lazy task expressions, automatic parallelism,
+incremental reruns from a central cache, and full provenance.
+
+    from slothflow import Scheduler, task
+
+    @task
+    def add(a: int, b: int) -> int:
+        return a + b
+
+    print(Scheduler().run(add(1, add(2, 3))))
+"""
+
+from ._builtins import apply_tags, catch, catch_all, cond, get_context, throw
+from ._config import Config
+from ._errors import (
+    CLIError,
+    ConfigError,
+    ExecutorError,
+    ExpressionError,
+    HashingError,
+    SerializationError,
+    SlothflowError,
+    StoreError,
+    StoreLockedError,
+    StoreVersionError,
+    TaskDefinitionError,
+    TaskLookupError,
+)
+from ._expression import Expression, SchedulerExpression, SimpleExpression, TaskExpression, ValueExpression
+from ._file import File
+from ._hashing import hash_value, register_hasher
+from ._scheduler import Plan, PlannedCall, Scheduler, run
+from ._task import PartialTask, Task, get_current_namespace, get_task_registry, namespace, task
+from ._value import ProxyValue, Value
+
+__version__ = "0.1.0"
+version = __version__
+
+__all__ = [
+    "CLIError",
+    "Config",
+    "ConfigError",
+    "ExecutorError",
+    "Expression",
+    "ExpressionError",
+    "File",
+    "HashingError",
+    "PartialTask",
+    "Plan",
+    "PlannedCall",
+    "ProxyValue",
+    "Scheduler",
+    "SchedulerExpression",
+    "SerializationError",
+    "SimpleExpression",
+    "SlothflowError",
+    "StoreError",
+    "StoreLockedError",
+    "StoreVersionError",
+    "Task",
+    "TaskDefinitionError",
+    "TaskExpression",
+    "TaskLookupError",
+    "Value",
+    "ValueExpression",
+    "__version__",
+    "apply_tags",
+    "catch",
+    "catch_all",
+    "cond",
+    "get_context",
+    "get_current_namespace",
+    "get_task_registry",
+    "hash_value",
+    "namespace",
+    "register_hasher",
+    "run",
+    "task",
+    "throw",
+    "version",
+]

@@ -1,0 +1,108 @@
+"""The one exception tree of slothflow.
+
+Every error slothflow raises itself derives from :class:`SlothflowError` and carries its context as
+attributes, so that callers (and the CLI) can say *which* task, argument or execution went wrong and what
+to do about it::
+
+    SlothflowError
+    ├── TaskDefinitionError      a @task declaration is invalid (bad name, option, config_args ...)
+    ├── TaskLookupError          a task name is unknown (CLI, deserialized expression)
+    ├── ExpressionError          misuse of a lazy expression (bool(), iteration without nout)
+    ├── HashingError             a value cannot be hashed deterministically (names task and argument)
+    ├── SerializationError       a value cannot be stored or sent to another process
+    ├── ExecutorError            an executor could not run a job (unknown executor, broken pool)
+    ├── StoreError               the database cannot be used
+    │   ├── StoreVersionError    the database was written by a newer (or older) schema
+    │   └── StoreLockedError     the database file is locked or unreadable
+    ├── ConfigError              invalid configuration
+    └── CLIError                 bad command-line input (unknown task or file, unparsable value)
+
+A user's own exception raised inside a task is *not* wrapped: it reaches the caller of
+``Scheduler.run`` as itself (same type and message), with a task-level traceback attached as
+``exc.__notes__``.
+"""
+
+from __future__ import annotations
+
+
+class SlothflowError(Exception):
+    """Base class of every error raised by slothflow itself."""
+
+
+class TaskDefinitionError(SlothflowError):
+    """A ``@task`` declaration is invalid."""
+
+    def __init__(self, message: str, task_name: str | None = None) -> None:
+        super().__init__(message)
+        self.task_name = task_name
+
+
+class TaskLookupError(SlothflowError, LookupError):
+    """A task could not be found by name."""
+
+    def __init__(self, message: str, task_name: str | None = None) -> None:
+        super().__init__(message)
+        self.task_name = task_name
+
+
+class ExpressionError(SlothflowError, TypeError):
+    """A lazy expression was used as if it were a value."""
+
+
+class HashingError(SlothflowError, TypeError):
+    """A value cannot be hashed deterministically."""
+
+    def __init__(
+        self,
+        message: str,
+        task_name: str | None = None,
+        argument: str | None = None,
+        value_type: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.task_name = task_name
+        self.argument = argument
+        self.value_type = value_type
+
+
+class SerializationError(SlothflowError):
+    """A value cannot be serialized (to the store or to a worker process)."""
+
+    def __init__(self, message: str, task_name: str | None = None, argument: str | None = None) -> None:
+        super().__init__(message)
+        self.task_name = task_name
+        self.argument = argument
+
+
+class ExecutorError(SlothflowError):
+    """An executor could not run a job."""
+
+    def __init__(self, message: str, task_name: str | None = None, executor: str | None = None) -> None:
+        super().__init__(message)
+        self.task_name = task_name
+        self.executor = executor
+
+
+class StoreError(SlothflowError):
+    """The store (database) cannot be used."""
+
+    def __init__(self, message: str, db_uri: str | None = None) -> None:
+        super().__init__(message)
+        self.db_uri = db_uri
+
+
+class StoreVersionError(StoreError):
+    """The database schema is not the one this version of slothflow understands."""
+
+
+class StoreLockedError(StoreError):
+    """The database file is locked by another writer or cannot be read."""
+
+
+class ConfigError(SlothflowError, ValueError):
+    """The configuration is invalid."""
+
+
+class CLIError(SlothflowError):
+    """Bad input on the command line."""
+

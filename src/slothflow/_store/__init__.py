@@ -1,0 +1,5 @@
+"""The store: SQL schema, migrations, value blobs and provenance queries."""
+
+from .store import HEAD_REVISION, Store, sqlite_path
+
+__all__ = ["HEAD_REVISION", "Store", "sqlite_path"]

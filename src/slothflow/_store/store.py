@@ -1,0 +1,391 @@
+"""The store: what slothflow remembers (cache entries, provenance, values), on SQLite or PostgreSQL.
+
+Only the scheduler process writes. Writes are buffered and committed in one transaction per
+:meth:`Store.flush`, which the scheduler calls once per round and before it starts any job whose inputs
+are still in the buffer; reads are single indexed queries. Values are content-addressed: small ones live
+inline in the ``value`` table, large ones in a blob folder (written atomically, before the row that names
+them is committed).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import tempfile
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, select, text
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DatabaseError, OperationalError, SQLAlchemyError
+
+from .._errors import SerializationError, StoreError, StoreLockedError, StoreVersionError
+from .._serialize import dumps, loads
+from . import schema as s
+
+HEAD_REVISION = "0001"
+KNOWN_REVISIONS = ("0001",)
+INLINE_LIMIT = 64 * 1024
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+
+
+def _preview(value: Any) -> str:
+    try:
+        text_ = repr(value)
+    except Exception:
+        text_ = f"<{type(value).__qualname__}>"
+    return text_ if len(text_) <= 200 else text_[:197] + "..."
+
+
+def _type_name(value: Any) -> str:
+    cls = type(value)
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def sqlite_path(db_uri: str) -> str | None:
+    if not db_uri.startswith("sqlite:"):
+        return None
+    path = db_uri.split(":///", 1)[1] if ":///" in db_uri else ""
+    return None if path in ("", ":memory:") else path
+
+
+class Store:
+    """A connection to one slothflow database (and its blob folder)."""
+
+    def __init__(self, db_uri: str, blob_dir: str | os.PathLike[str] | None = None, automigrate: bool = True):
+        self.db_uri = db_uri
+        self.is_sqlite = db_uri.startswith("sqlite")
+        path = sqlite_path(db_uri)
+        if path is not None:
+            folder = Path(path).parent
+            if not folder.exists():
+                folder.mkdir(parents=True, exist_ok=True)
+            if Path(path).exists() and not os.access(path, os.R_OK):
+                raise StoreLockedError(f"cannot read the database file {path}: check its permissions", db_uri)
+        if blob_dir is None:
+            blob_dir = Path(path).parent / "blobs" if path else Path(tempfile.gettempdir()) / "slothflow-blobs"
+        self.blob_dir = Path(blob_dir)
+        self.engine = self._create_engine()
+        self._conn: Connection | None = None
+        self._known_values: set[str] = set()
+        self._known_tasks: set[str] = set()
+        self._buffer: dict[str, list[dict[str, Any]]] = {}
+        self._jobs: dict[str, dict[str, Any]] = {}
+        self._stmts: dict[str, Any] = {}
+        self.last_flush = time.monotonic()
+        self._check_schema(automigrate)
+
+    # ----------------------------------------------------------------------------------- set-up
+    def _create_engine(self) -> Engine:
+        try:
+            if self.is_sqlite:
+                engine = create_engine(
+                    self.db_uri, connect_args={"timeout": 30, "check_same_thread": False}
+                )
+
+                @event.listens_for(engine, "connect")
+                def _pragmas(dbapi_conn: Any, record: Any) -> None:
+                    cur = dbapi_conn.cursor()
+                    cur.execute("PRAGMA journal_mode=WAL")
+                    cur.execute("PRAGMA synchronous=NORMAL")
+                    cur.execute("PRAGMA busy_timeout=30000")
+                    cur.close()
+
+                return engine
+            return create_engine(self.db_uri, pool_pre_ping=True)
+        except (SQLAlchemyError, ImportError, ValueError) as exc:
+            raise StoreError(f"cannot open database {self.db_uri}: {exc}", self.db_uri) from exc
+
+    @property
+    def conn(self) -> Connection:
+        if self._conn is None:
+            try:
+                self._conn = self.engine.connect()
+            except OperationalError as exc:
+                raise _classify(exc, self.db_uri) from exc
+        return self._conn
+
+    def schema_version(self) -> str | None:
+        try:
+            if not inspect(self.conn).has_table("alembic_version"):
+                self.conn.rollback()
+                return None
+            row = self.conn.execute(text("SELECT version_num FROM alembic_version")).first()
+            self.conn.rollback()
+            return None if row is None else str(row[0])
+        except DatabaseError as exc:
+            self._conn = None
+            raise _classify(exc, self.db_uri) from exc
+
+    def _check_schema(self, automigrate: bool) -> None:
+        version = self.schema_version()
+        if version == HEAD_REVISION:
+            return
+        if version is not None and version not in KNOWN_REVISIONS:
+            raise StoreVersionError(
+                f"the database {self.db_uri} has schema version {version}, written by a newer slothflow; "
+                "upgrade slothflow (pip install -U slothflow) to use it",
+                self.db_uri,
+            )
+        fresh = version is None
+        if automigrate and (fresh or self.is_sqlite):
+            self.upgrade()
+            return
+        raise StoreVersionError(
+            f"the database {self.db_uri} has schema version {version}, older than {HEAD_REVISION}: "
+            "run `slothflow db upgrade`",
+            self.db_uri,
+        )
+
+    def _alembic(self, command: str, revision: str) -> None:
+        from alembic import command as alembic_command
+        from alembic.config import Config as AlembicConfig
+
+        cfg = AlembicConfig()
+        cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+        with self.engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            getattr(alembic_command, command)(cfg, revision)
+
+    def upgrade(self, revision: str = "head") -> None:
+        try:
+            self._alembic("upgrade", revision)
+        except OperationalError as exc:
+            raise _classify(exc, self.db_uri) from exc
+
+    def downgrade(self, revision: str) -> None:
+        self._alembic("downgrade", revision)
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self.flush()
+            self._conn.close()
+            self._conn = None
+        self.engine.dispose()
+
+    # ------------------------------------------------------------------------------------ values
+    def _blob_path(self, value_hash: str) -> Path:
+        return self.blob_dir / value_hash[:2] / value_hash[2:]
+
+    def add_value(self, value_hash: str, value: Any) -> None:
+        """Remember a value (once: a value already stored is never serialized again)."""
+        if value_hash in self._known_values:
+            return
+        try:
+            data = dumps(value)
+        except SerializationError:
+            raise
+        row: dict[str, Any] = {
+            "value_hash": value_hash,
+            "type_name": _type_name(value)[:512],
+            "size": len(data),
+            "preview": _preview(value),
+        }
+        if len(data) > INLINE_LIMIT:
+            path = self._blob_path(value_hash)
+            if not path.exists():
+                path.parent.mkdir(parents=True, exist_ok=True)
+                fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+                with os.fdopen(fd, "wb") as fh:
+                    fh.write(data)
+                os.replace(tmp, path)
+            row.update(storage="blob", data=None)
+        else:
+            row.update(storage="inline", data=data)
+        self._buffer.setdefault("value", []).append(row)
+        self._known_values.add(value_hash)
+
+    def load_value(self, value_hash: str) -> tuple[bool, Any]:
+        """(found, value) for a stored value; a missing blob or unloadable value counts as not found."""
+        row = self.conn.execute(
+            select(s.value.c.storage, s.value.c.data).where(s.value.c.value_hash == value_hash)
+        ).first()
+        if row is None:
+            return False, None
+        data = row.data
+        if row.storage == "blob":
+            try:
+                data = self._blob_path(value_hash).read_bytes()
+            except OSError:
+                return False, None
+        try:
+            value = loads(data)
+        except Exception:  # a class that no longer exists, a corrupt row: treat as a cache miss
+            return False, None
+        self._known_values.add(value_hash)
+        return True, value
+
+    # ------------------------------------------------------------------------------------- cache
+    def get_reduction(self, eval_hash: str) -> tuple[str, Any, str | None] | None:
+        """(value hash, value, newest recorded call hash) of a call's recorded reduction, if any."""
+        latest = (
+            select(s.call_node.c.call_hash)
+            .where(s.call_node.c.eval_hash == eval_hash)
+            .order_by(s.call_node.c.created_at.desc())
+            .limit(1)
+            .scalar_subquery()
+        )
+        row = self.conn.execute(
+            select(s.evaluation.c.value_hash, latest.label("call_hash")).where(s.evaluation.c.eval_hash == eval_hash)
+        ).first()
+        if row is None:
+            return None
+        found, value = self.load_value(row.value_hash)
+        return (row.value_hash, value, row.call_hash) if found else None
+
+    def get_final(self, eval_hash: str) -> list[tuple[str, str, frozenset[str]]]:
+        """Recorded final results of a call, newest first: (call_hash, value_hash, subtree task hashes)."""
+        rows = self.conn.execute(
+            select(s.call_node.c.call_hash, s.call_node.c.value_hash, s.call_node.c.subtree_tasks)
+            .where(s.call_node.c.eval_hash == eval_hash)
+            .order_by(s.call_node.c.created_at.desc())
+            .limit(5)
+        ).all()
+        return [(r.call_hash, r.value_hash, frozenset(r.subtree_tasks.split())) for r in rows]
+
+    # ------------------------------------------------------------------------------------ writes
+    def add_task(self, task: Any) -> None:
+        if task.hash in self._known_tasks:
+            return
+        self._known_tasks.add(task.hash)
+        self._buffer.setdefault("task", []).append(
+            {
+                "hash": task.hash,
+                "fullname": task.fullname,
+                "namespace": task.namespace,
+                "name": task.name,
+                "source": task.source,
+                "created_at": time.time(),
+            }
+        )
+
+    def set_evaluation(self, eval_hash: str, task_hash: str, args_hash: str, value_hash: str) -> None:
+        self._buffer.setdefault("evaluation", []).append(
+            {
+                "eval_hash": eval_hash,
+                "task_hash": task_hash,
+                "args_hash": args_hash,
+                "value_hash": value_hash,
+                "updated_at": time.time(),
+            }
+        )
+
+    def add_call(
+        self,
+        call_hash: str,
+        eval_hash: str,
+        task_hash: str,
+        args_hash: str,
+        value_hash: str,
+        subtree_tasks: Iterable[str],
+        arguments: list[tuple[str, int, str, str | None]],
+        children: list[str],
+    ) -> None:
+        buf = self._buffer
+        buf.setdefault("call_node", []).append(
+            {
+                "call_hash": call_hash,
+                "eval_hash": eval_hash,
+                "task_hash": task_hash,
+                "args_hash": args_hash,
+                "value_hash": value_hash,
+                "subtree_tasks": " ".join(sorted(subtree_tasks)),
+                "created_at": time.time(),
+            }
+        )
+        if arguments:
+            buf.setdefault("argument", []).extend(
+                {"call_hash": call_hash, "name": n, "position": p, "value_hash": v, "upstream_call": u}
+                for n, p, v, u in arguments
+            )
+        if children:
+            buf.setdefault("call_edge", []).extend(
+                {"parent_call": call_hash, "position": i, "child_call": c} for i, c in enumerate(children)
+            )
+
+    def put_job(self, row: dict[str, Any]) -> None:
+        """Insert or update a job row (keyed by ``id``); only the latest state of each is written."""
+        current = self._jobs.get(row["id"])
+        if current is None:
+            self._jobs[row["id"]] = dict(row)
+        else:
+            current.update(row)
+
+    def add_tags(self, entity_type: str, entity_id: str, tags: Iterable[tuple[str, Any]]) -> None:
+        now = time.time()
+        self._buffer.setdefault("tag", []).extend(
+            {"entity_type": entity_type, "entity_id": entity_id, "key": k, "value": json.dumps(v, default=str),
+             "created_at": now}
+            for k, v in tags
+        )
+
+    def start_execution(self, row: dict[str, Any]) -> None:
+        self.conn.execute(s.execution.insert(), [row])
+        self.conn.commit()
+
+    def end_execution(self, execution_id: str, status: str, root_job: str | None) -> None:
+        self.conn.execute(
+            s.execution.update()
+            .where(s.execution.c.id == execution_id)
+            .values(status=status, ended_at=time.time(), root_job=root_job)
+        )
+
+    @property
+    def pending(self) -> bool:
+        return bool(self._buffer) or bool(self._jobs)
+
+    def flush(self) -> None:
+        """Commit everything buffered, in one transaction."""
+        self.last_flush = time.monotonic()
+        if not self._buffer and not self._jobs:
+            if self._conn is not None and self._conn.in_transaction():
+                self._conn.commit()
+            return
+        buffer, self._buffer = self._buffer, {}
+        jobs, self._jobs = self._jobs, {}
+        conn = self.conn
+        try:
+            for table_name in ("task", "value", "evaluation", "call_node", "argument", "call_edge", "tag"):
+                rows = buffer.get(table_name)
+                if rows:
+                    conn.execute(self._statement(table_name), rows)
+            if jobs:
+                conn.execute(self._statement("job"), list(jobs.values()))
+            conn.commit()
+        except OperationalError as exc:
+            conn.rollback()
+            raise _classify(exc, self.db_uri) from exc
+
+    def _statement(self, table_name: str) -> Any:
+        stmt = self._stmts.get(table_name)
+        if stmt is not None:
+            return stmt
+        table = s.metadata.tables[table_name]
+        insert = sqlite.insert if self.is_sqlite else postgresql.insert
+        ins = insert(table)
+        pk = [c.name for c in table.primary_key.columns]
+        if table_name in ("evaluation", "job", "tag"):
+            updatable = [c.name for c in table.columns if c.name not in pk]
+            stmt = ins.on_conflict_do_update(index_elements=pk, set_={c: ins.excluded[c] for c in updatable})
+        else:
+            stmt = ins.on_conflict_do_nothing(index_elements=pk)
+        self._stmts[table_name] = stmt
+        return stmt
+
+
+def _classify(exc: DatabaseError, db_uri: str) -> StoreError:
+    message = str(getattr(exc, "orig", exc))
+    lowered = message.lower()
+    if "locked" in lowered or "busy" in lowered:
+        return StoreLockedError(
+            f"the database {db_uri} is locked by another process ({message}); wait for it or use another db_uri",
+            db_uri,
+        )
+    if "not a database" in lowered or "unable to open" in lowered or "readonly" in lowered or (
+        isinstance(getattr(exc, "orig", None), sqlite3.DatabaseError) and "malformed" in lowered
+    ):
+        return StoreLockedError(f"cannot use the database file of {db_uri}: {message}", db_uri)
+    return StoreError(f"database error on {db_uri}: {message}", db_uri)

@@ -1,0 +1,371 @@
+"""Tasks: Python functions registered with ``@task``, called lazily.
+
+A task's identity is its full name (``namespace.name``) and its **task hash**, which covers the
+normalized source of its function (or ``version=`` when given), ``hash_includes`` and any call-time
+``.options(...)`` overrides. Options given to ``@task(...)`` itself are not part of the hash: changing
+``memory=`` must not invalidate a cache.
+
+Tasks defined in ``__main__``, a notebook, a REPL or through ``exec`` work: when Python cannot find the
+source, the code object is hashed instead. A task's default namespace is its module's name.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+import sys
+import typing
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from ._errors import TaskDefinitionError, TaskLookupError
+from ._expression import TaskExpression
+from ._hashing import function_code_hash, get_source, hash_struct, hash_value
+
+_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z_0-9]*$")
+_NAMESPACE_RE = re.compile(r"^([A-Za-z_][A-Za-z_0-9]*(\.[A-Za-z_][A-Za-z_0-9]*)*)?$")
+
+CACHE_SCOPES = ("NONE", "CSE", "BACKEND")
+CHECK_VALID = ("full", "shallow")
+
+# Options the scheduler understands; any other keyword is passed through to executors.
+_SCHEDULER_OPTIONS = {
+    "cache",
+    "cache_scope",
+    "check_valid",
+    "config_args",
+    "executor",
+    "limits",
+    "nout",
+    "prov",
+    "script",
+    "tags",
+}
+
+_current_namespace: str | None = None
+
+
+def namespace(_namespace: str | None = None) -> None:
+    """Set the default namespace for tasks defined after this call (``None`` resets it)."""
+    global _current_namespace
+    if _namespace is not None and not _NAMESPACE_RE.match(_namespace):
+        raise TaskDefinitionError(f"invalid namespace {_namespace!r}: use dotted Python identifiers")
+    _current_namespace = _namespace
+
+
+def get_current_namespace() -> str | None:
+    return _current_namespace
+
+
+class TaskRegistry:
+    """All tasks defined in this process, by full name."""
+
+    def __init__(self) -> None:
+        self._tasks: dict[str, Task] = {}
+
+    def add(self, task: Task) -> None:
+        self._tasks[task.fullname] = task
+
+    def get(self, task_name: str | None = None, hash: str | None = None) -> Task | None:
+        if task_name is not None:
+            return self._tasks.get(task_name)
+        if hash is not None:
+            return next((t for t in self._tasks.values() if t.hash == hash), None)
+        return None
+
+    def __iter__(self) -> Iterator[Task]:
+        return iter(list(self._tasks.values()))
+
+    def __len__(self) -> int:
+        return len(self._tasks)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._tasks
+
+
+_registry = TaskRegistry()
+
+
+def get_task_registry() -> TaskRegistry:
+    return _registry
+
+
+def _module_namespace(func: Callable[..., Any]) -> str:
+    module_name = getattr(func, "__module__", None) or ""
+    module = sys.modules.get(module_name)
+    explicit = getattr(module, "slothflow_namespace", None) or getattr(module, "redun_namespace", None)
+    if explicit is not None:
+        return str(explicit)
+    if _current_namespace is not None:
+        return _current_namespace
+    if module_name == "__main__":
+        path = getattr(module, "__file__", None)
+        if path:
+            stem = path.rsplit("/", 1)[-1].rsplit(".", 1)[0]
+            return stem if _NAME_RE.match(stem) else ""
+        return ""
+    return module_name if _NAMESPACE_RE.match(module_name) else ""
+
+
+def _infer_nout(func: Callable[..., Any]) -> int | None:
+    annotation = inspect.signature(func).return_annotation
+    if annotation is inspect.Signature.empty:
+        return None
+    if isinstance(annotation, str):
+        try:
+            annotation = typing.get_type_hints(func).get("return", annotation)
+        except Exception:
+            return None
+    if typing.get_origin(annotation) is tuple:
+        args = typing.get_args(annotation)
+        if args and Ellipsis not in args and args != ((),):
+            return len(args)
+        return None
+    fields = getattr(annotation, "_fields", None)  # NamedTuple
+    if isinstance(annotation, type) and issubclass(annotation, tuple) and fields is not None:
+        return len(fields)
+    return None
+
+
+class Task:
+    """A registered task. Calling it returns a :class:`TaskExpression`; nothing runs until scheduled."""
+
+    def __init__(
+        self,
+        func: Callable[..., Any],
+        name: str | None = None,
+        namespace: str | None = None,
+        version: str | None = None,
+        hash_includes: list[Any] | None = None,
+        source: str | None = None,
+        options: dict[str, Any] | None = None,
+        options_override: dict[str, Any] | None = None,
+    ) -> None:
+        self.func = func
+        self.name = name or func.__name__
+        if not _NAME_RE.match(self.name):
+            raise TaskDefinitionError(f"invalid task name {self.name!r}: use a Python identifier", self.name)
+        self.namespace = _module_namespace(func) if namespace is None else namespace
+        if not _NAMESPACE_RE.match(self.namespace):
+            raise TaskDefinitionError(
+                f"invalid namespace {self.namespace!r} for task {self.name!r}: use dotted identifiers",
+                self.name,
+            )
+        self.fullname = f"{self.namespace}.{self.name}" if self.namespace else self.name
+        self.version = None if version is None else str(version)
+        self.hash_includes = list(hash_includes or [])
+        self._source = source
+        self._options = dict(options or {})
+        self._options_override = dict(options_override or {})
+        self._hash: str | None = None
+        self.signature = inspect.signature(func)
+        self.nout: int | None = self.get_task_option("nout")
+        if self.nout is None:
+            self.nout = _infer_nout(func)
+        self._validate()
+        self.__doc__ = func.__doc__
+        self.__name__ = self.name
+        self.__qualname__ = getattr(func, "__qualname__", self.name)
+        self.__module__ = getattr(func, "__module__", "")
+        self.__wrapped__ = func
+
+    def _validate(self) -> None:
+        opts = self.get_task_options()
+        scope = opts.get("cache_scope")
+        if scope is not None and str(getattr(scope, "name", scope)).upper() not in CACHE_SCOPES:
+            raise TaskDefinitionError(
+                f"task {self.fullname}: cache_scope must be one of {CACHE_SCOPES}, not {scope!r}", self.fullname
+            )
+        check = opts.get("check_valid")
+        if check is not None and str(getattr(check, "value", check)).lower() not in CHECK_VALID:
+            raise TaskDefinitionError(
+                f"task {self.fullname}: check_valid must be 'full' or 'shallow', not {check!r}", self.fullname
+            )
+        params = self.signature.parameters
+        for arg in opts.get("config_args") or []:
+            if arg not in params:
+                raise TaskDefinitionError(
+                    f"task {self.fullname}: config_args names {arg!r}, which is not a parameter "
+                    f"(parameters: {', '.join(params) or 'none'})",
+                    self.fullname,
+                )
+        nout = opts.get("nout")
+        if nout is not None and (not isinstance(nout, int) or nout < 0):
+            raise TaskDefinitionError(f"task {self.fullname}: nout must be a non-negative int", self.fullname)
+
+    # ---------------------------------------------------------------------------------- identity
+    @property
+    def source(self) -> str:
+        if self._source is not None:
+            return self._source
+        return get_source(self.func) or f"# source not available for {self.fullname}\n"
+
+    @property
+    def hash(self) -> str:
+        if self._hash is None:
+            self._hash = self._compute_hash()
+        return self._hash
+
+    def _compute_hash(self) -> str:
+        if self.version is not None:
+            code = ("version", self.version)
+        else:
+            code = ("source", function_code_hash(self.func, self._source))
+        includes = sorted(hash_value(x) for x in self.hash_includes)
+        overrides = hash_value(self._options_override) if self._options_override else None
+        return hash_struct("Task", self.fullname, *code, *includes, overrides)
+
+    def get_hash(self) -> str:
+        return self.hash
+
+    def __slothflow_hash__(self) -> str:
+        return self.hash
+
+    def is_valid(self) -> bool:
+        """True when this task object's hash is the hash of the code currently defined for it."""
+        current = _registry.get(self.fullname)
+        if current is None:
+            return False
+        if self._options_override:
+            current = current.options(**self._options_override)
+        return current.hash == self.hash
+
+    # ----------------------------------------------------------------------------------- options
+    def get_task_option(self, name: str, default: Any = None) -> Any:
+        if name in self._options_override:
+            return self._options_override[name]
+        return self._options.get(name, default)
+
+    def get_task_options(self) -> dict[str, Any]:
+        return {**self._options, **self._options_override}
+
+    def has_task_option(self, name: str) -> bool:
+        return name in self._options_override or name in self._options
+
+    def options(self, **overrides: Any) -> Task:
+        """A copy of this task with option overrides; the overrides are part of its hash."""
+        return Task(
+            self.func,
+            name=self.name,
+            namespace=self.namespace,
+            version=self.version,
+            hash_includes=self.hash_includes,
+            source=self._source,
+            options=self._options,
+            options_override={**self._options_override, **overrides},
+        )
+
+    def partial(self, *args: Any, **kwargs: Any) -> PartialTask:
+        return PartialTask(self, args, kwargs)
+
+    # ------------------------------------------------------------------------------------ calling
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return TaskExpression(self, args, kwargs)
+
+    def __repr__(self) -> str:
+        return f"Task(fullname={self.fullname!r}, hash={self.hash[:8]})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_load_task, (self.fullname, self.hash, self._options_override))
+
+
+def _load_task(fullname: str, recorded_hash: str, options_override: dict[str, Any]) -> Task:
+    """Resolve a pickled task reference to the task *currently* defined under that name.
+
+    Binding to the current code (not the recorded hash) is what makes a replayed reduction rerun a child
+    task whose code changed, instead of reusing its stale result.
+    """
+    task = _registry.get(fullname)
+    if task is None:
+        return _UndefinedTask(fullname, recorded_hash)
+    return task.options(**options_override) if options_override else task
+
+
+class _UndefinedTask(Task):
+    """Stand-in for a recorded task whose code is not loaded; calling it is an error."""
+
+    def __init__(self, fullname: str, recorded_hash: str) -> None:
+        def undefined(*args: Any, **kwargs: Any) -> Any:
+            raise TaskLookupError(
+                f"task {fullname} is not defined in this process: import the module that defines it",
+                fullname,
+            )
+
+        namespace, _, name = fullname.rpartition(".")
+        super().__init__(undefined, name=name, namespace=namespace, version="undefined")
+        self._hash = recorded_hash
+
+    def is_valid(self) -> bool:
+        return False
+
+
+class PartialTask:
+    """A task with some arguments bound; calling it with the rest gives a TaskExpression."""
+
+    def __init__(self, task: Task, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        self.task = task
+        self.args = tuple(args)
+        self.kwargs = dict(kwargs)
+
+    @property
+    def name(self) -> str:
+        return self.task.name
+
+    @property
+    def fullname(self) -> str:
+        return self.task.fullname
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return TaskExpression(self.task, self.args + args, {**self.kwargs, **kwargs})
+
+    def partial(self, *args: Any, **kwargs: Any) -> PartialTask:
+        return PartialTask(self.task, self.args + args, {**self.kwargs, **kwargs})
+
+    def options(self, **overrides: Any) -> PartialTask:
+        return PartialTask(self.task.options(**overrides), self.args, self.kwargs)
+
+    def __slothflow_hash__(self) -> str:
+        return hash_struct("PartialTask", self.task.hash, hash_value(self.args), hash_value(self.kwargs))
+
+    def is_valid(self) -> bool:
+        return self.task.is_valid()
+
+    def __repr__(self) -> str:
+        return f"PartialTask({self.task.fullname}, args={self.args!r}, kwargs={self.kwargs!r})"
+
+
+def task(
+    func: Callable[..., Any] | None = None,
+    *,
+    name: str | None = None,
+    namespace: str | None = None,
+    version: str | None = None,
+    compat: list[str] | None = None,
+    script: bool = False,
+    hash_includes: list[Any] | None = None,
+    source: str | None = None,
+    **task_options: Any,
+) -> Any:
+    """Register a function as a task: ``@task`` or ``@task(name=..., version=..., cache=False, ...)``."""
+
+    def deco(f: Callable[..., Any]) -> Task:
+        if isinstance(f, Task):
+            raise TaskDefinitionError(f"{f.fullname} is already a task", f.fullname)
+        options = dict(task_options)
+        if script:
+            options["script"] = True
+        t = Task(
+            f,
+            name=name,
+            namespace=namespace,
+            version=version,
+            hash_includes=hash_includes,
+            source=source,
+            options=options,
+        )
+        _registry.add(t)
+        return t
+
+    if func is not None:
+        return deco(func)
+    return deco

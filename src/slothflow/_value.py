@@ -1,0 +1,120 @@
+"""Custom value types: how users teach slothflow to hash, store, validate and parse their own types.
+
+``Value`` is a base class for types you own; ``ProxyValue`` (with ``type = SomeClass``) gives the same
+hooks to a type you do not own. Both are redun compatible. The hooks are looked up by the hashing,
+serialization and CLI layers; none of them does I/O here.
+"""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Iterator
+from typing import Any, ClassVar
+
+from ._hashing import hash_bytes, register_hasher
+
+_proxies: dict[type, type[ProxyValue]] = {}
+
+
+class Value:
+    """Base class for values with custom hashing, serialization and validity."""
+
+    type_name: ClassVar[str] = ""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if not cls.__dict__.get("type_name"):
+            cls.type_name = f"{cls.__module__}.{cls.__qualname__}"
+
+    def get_hash(self, data: bytes | None = None) -> str:
+        """The value's hash; the default is canonical over the object's state."""
+        from ._hashing import _enc_reduce, hashlib  # local: the default path is rare
+
+        h = hashlib.sha256()
+        _enc_reduce(self, h.update, 0)
+        return h.hexdigest()
+
+    def __slothflow_hash__(self) -> str:
+        return self.get_hash()
+
+    def serialize(self) -> bytes:
+        return pickle.dumps(self, protocol=5)
+
+    @classmethod
+    def deserialize(cls, raw_type: Any, data: bytes) -> Any:
+        return pickle.loads(data)
+
+    def get_serialization_format(self) -> str:
+        return "application/python-pickle"
+
+    def is_valid(self) -> bool:
+        """False when the value no longer describes the world (a file changed since it was recorded)."""
+        return True
+
+    def preprocess(self, preprocess_args: dict[str, Any] | None = None) -> Any:
+        return self
+
+    def postprocess(self, postprocess_args: dict[str, Any] | None = None) -> Any:
+        return self
+
+    @classmethod
+    def parse_arg(cls, raw_type: type, arg: str) -> Any:
+        """Parse a command-line string into a value of this type."""
+        return raw_type(arg)
+
+    def iter_subvalues(self) -> Iterator[Value]:
+        return iter(())
+
+
+class ProxyValue(Value):
+    """Hooks for a type you do not own: subclass with ``type = TheirClass`` and override hooks."""
+
+    type: ClassVar[Any] = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        raw = cls.__dict__.get("type")
+        if raw is not None:
+            _proxies[raw] = cls
+            if "get_hash" in cls.__dict__:
+                register_hasher(raw, lambda v, _cls=cls: _cls(v).get_hash())
+
+    def __init__(self, instance: Any) -> None:
+        self.instance = instance
+
+    def get_hash(self, data: bytes | None = None) -> str:
+        return hash_bytes(self.serialize())
+
+    def serialize(self) -> bytes:
+        return pickle.dumps(self.instance, protocol=5)
+
+    def is_valid(self) -> bool:
+        return True
+
+
+def get_proxy(raw_type: type) -> type[ProxyValue] | None:
+    """The ProxyValue registered for a type or one of its bases."""
+    for base in getattr(raw_type, "__mro__", ()):
+        proxy = _proxies.get(base)
+        if proxy is not None:
+            return proxy
+    return None
+
+
+def is_valid_value(value: Any) -> bool:
+    """False when any ``Value`` inside ``value`` (lists, dicts, ...) reports itself invalid."""
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, Value):
+            if not v.is_valid():
+                return False
+            stack.extend(v.iter_subvalues())
+        elif isinstance(v, (list, tuple, set, frozenset)):
+            stack.extend(v)
+        elif isinstance(v, dict):
+            stack.extend(v.keys())
+            stack.extend(v.values())
+        elif hasattr(v, "__dataclass_fields__"):
+            stack.extend(getattr(v, f) for f in v.__dataclass_fields__)
+    return True

@@ -305,6 +305,7 @@ class _Run:
         self.limits_used: dict[str, int] = collections.defaultdict(int)
         self.in_flight: dict[str, Job] = {}
         self.calls: dict[str, Call] = {}
+        self.lookups: list[Job] = []
         self.expr_cells: dict[int, tuple[Expression, Cell]] = {}
         self.producer: dict[str, str] = {}
         self.stats = RunStats()
@@ -373,6 +374,9 @@ class _Run:
             while ready:
                 fn, args = ready.popleft()
                 fn(*args)
+            if self.lookups:
+                self._lookup_batch()
+                continue
             if self.to_submit:
                 if store.pending:
                     store.flush()
@@ -758,20 +762,23 @@ class _Run:
         if job.prov and not self.dryrun:
             self.store.add_task(task)
 
-        if job.cache_scope == "BACKEND" and job.prov and self._reuse(job):
+        if job.cache_scope == "BACKEND" and job.prov:
+            self.lookups.append(job)  # answered in one batch at the end of this round
             return
+        self._miss(job)
+
+    def _miss(self, job: Job) -> None:
+        """No reusable result: plan the job (dry run) or queue it for its executor."""
+        task = job.task
         if self.dryrun:
             job.status = "planned"
             self.plan.would_run.append(PlannedCall(task.fullname, job.describe(), self._miss_reason(job),
                                                    job.eval_hash))
             return
+        opts = self._options(task)
         spec = JobSpec(job.id, task.fullname, task.func, (), {}, opts["executor_options"], task.__module__)
-        try:
-            ba = inspect.BoundArguments(task.signature, collections.OrderedDict(arguments))
-            spec.args, spec.kwargs = ba.args, ba.kwargs
-        except Exception as exc:  # pragma: no cover - binding succeeded before
-            self._job_failed(job, exc, "", cell)
-            return
+        ba = inspect.BoundArguments(task.signature, collections.OrderedDict(job.arguments))
+        spec.args, spec.kwargs = ba.args, ba.kwargs
         self._enqueue(job, spec)
 
     def _miss_reason(self, job: Job) -> str:
@@ -794,36 +801,51 @@ class _Run:
             self._current_tasks = {t.hash for t in get_task_registry()}
         return self._current_tasks
 
-    def _reuse(self, job: Job) -> bool:
-        """Serve ``job`` from the store if a valid recorded result exists."""
+    def _lookup_batch(self) -> None:
+        """Answer this round's cache lookups with one query per kind, then reuse or queue each job."""
+        batch, self.lookups = self.lookups, []
         store = self.store
-        if job.check_valid == "shallow":
-            current = self._current_task_hashes() | {job.task.hash}
-            for call_hash, value_hash, subtree in store.get_final(job.eval_hash):
-                if not subtree <= current:
-                    continue
-                found, value = store.load_value(value_hash)
-                if found and is_valid_value(value):
-                    job.status = "cached"
-                    job.recorded_call = call_hash
-                    if self.dryrun:
-                        self.plan.reused.append(PlannedCall(job.task.fullname, job.describe(), "cached",
-                                                            job.eval_hash))
-                    self._finish(job, value, value_hash, subtree_override=subtree)
-                    return True
-                break
-        hit = store.get_reduction(job.eval_hash)
-        if hit is None:
-            return False
-        value_hash, reduction, job.recorded_call = hit
-        if not is_valid_value(reduction):
-            log.info("cached result of %s is no longer valid; rerunning", job.describe())
-            return False
+        full: list[Job] = []
+        shallow = [j for j in batch if j.check_valid == "shallow"]
+        if shallow:
+            finals = store.get_finals([j.eval_hash for j in shallow])
+            current = self._current_task_hashes()
+            for job in shallow:
+                if not self._reuse_final(job, finals.get(job.eval_hash, []), current):
+                    full.append(job)
+        full.extend(j for j in batch if j.check_valid != "shallow")
+        reductions = store.get_reductions([j.eval_hash for j in full]) if full else {}
+        for job in full:
+            hit = reductions.get(job.eval_hash)
+            if hit is None:
+                self._miss(job)
+                continue
+            value_hash, reduction, job.recorded_call = hit
+            if not is_valid_value(reduction):
+                log.info("cached result of %s is no longer valid; rerunning", job.describe())
+                self._miss(job)
+                continue
+            self._mark_reused(job)
+            self._reduced(job, reduction, computed=False, value_hash=value_hash)
+
+    def _reuse_final(self, job: Job, finals: list[tuple[str, str, frozenset[str]]], current: set[str]) -> bool:
+        """check_valid="shallow": reuse the newest final value whose whole subtree's code is unchanged."""
+        for call_hash, value_hash, subtree in finals:
+            if not subtree <= current | {job.task.hash}:
+                continue
+            found, value = self.store.load_value(value_hash)
+            if not (found and is_valid_value(value)):
+                return False
+            job.recorded_call = call_hash
+            self._mark_reused(job)
+            self._finish(job, value, value_hash, subtree_override=subtree)
+            return True
+        return False
+
+    def _mark_reused(self, job: Job) -> None:
         job.status = "cached"
         if self.dryrun:
             self.plan.reused.append(PlannedCall(job.task.fullname, job.describe(), "cached", job.eval_hash))
-        self._reduced(job, reduction, computed=False, value_hash=value_hash)
-        return True
 
     # ------------------------------------------------------------------------------- execution
     def _enqueue(self, job: Job, spec: JobSpec) -> None:

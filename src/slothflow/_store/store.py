@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, inspect, select, text
+from sqlalchemy import Connection, Engine, bindparam, create_engine, event, inspect, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DatabaseError, OperationalError, SQLAlchemyError
 
@@ -198,6 +198,19 @@ class Store:
         self._buffer.setdefault("value", []).append(row)
         self._known_values.add(value_hash)
 
+    def _decode(self, value_hash: str, storage: str, data: bytes | None) -> tuple[bool, Any]:
+        if storage == "blob":
+            try:
+                data = self._blob_path(value_hash).read_bytes()
+            except OSError:
+                return False, None
+        try:
+            value = loads(data or b"")
+        except Exception:  # a class that no longer exists, a corrupt row: treat as a cache miss
+            return False, None
+        self._known_values.add(value_hash)
+        return True, value
+
     def load_value(self, value_hash: str) -> tuple[bool, Any]:
         """(found, value) for a stored value; a missing blob or unloadable value counts as not found."""
         row = self.conn.execute(
@@ -205,46 +218,65 @@ class Store:
         ).first()
         if row is None:
             return False, None
-        data = row.data
-        if row.storage == "blob":
-            try:
-                data = self._blob_path(value_hash).read_bytes()
-            except OSError:
-                return False, None
-        try:
-            value = loads(data)
-        except Exception:  # a class that no longer exists, a corrupt row: treat as a cache miss
-            return False, None
-        self._known_values.add(value_hash)
-        return True, value
+        return self._decode(value_hash, row.storage, row.data)
 
     # ------------------------------------------------------------------------------------- cache
-    def get_reduction(self, eval_hash: str) -> tuple[str, Any, str | None] | None:
-        """(value hash, value, newest recorded call hash) of a call's recorded reduction, if any."""
-        latest = (
-            select(s.call_node.c.call_hash)
-            .where(s.call_node.c.eval_hash == eval_hash)
-            .order_by(s.call_node.c.created_at.desc())
-            .limit(1)
-            .scalar_subquery()
-        )
-        row = self.conn.execute(
-            select(s.evaluation.c.value_hash, latest.label("call_hash")).where(s.evaluation.c.eval_hash == eval_hash)
-        ).first()
-        if row is None:
-            return None
-        found, value = self.load_value(row.value_hash)
-        return (row.value_hash, value, row.call_hash) if found else None
+    def get_reductions(self, eval_hashes: list[str]) -> dict[str, tuple[str, Any, str | None]]:
+        """For each eval hash with a recorded, loadable reduction: (value hash, value, newest call hash).
 
-    def get_final(self, eval_hash: str) -> list[tuple[str, str, frozenset[str]]]:
-        """Recorded final results of a call, newest first: (call_hash, value_hash, subtree task hashes)."""
-        rows = self.conn.execute(
-            select(s.call_node.c.call_hash, s.call_node.c.value_hash, s.call_node.c.subtree_tasks)
-            .where(s.call_node.c.eval_hash == eval_hash)
-            .order_by(s.call_node.c.created_at.desc())
-            .limit(5)
-        ).all()
-        return [(r.call_hash, r.value_hash, frozenset(r.subtree_tasks.split())) for r in rows]
+        One query per 500 hashes: the cache lookups of a whole scheduler round are batched.
+        """
+        out: dict[str, tuple[str, Any, str | None]] = {}
+        for i in range(0, len(eval_hashes), 500):
+            chunk = eval_hashes[i : i + 500]
+            rows = self.conn.execute(self._query("reduction"), {"hashes": chunk}).all()
+            if not rows:
+                continue
+            latest: dict[str, tuple[float, str]] = {}
+            for r in self.conn.execute(self._query("calls"), {"hashes": [r.eval_hash for r in rows]}):
+                known = latest.get(r.eval_hash)
+                if known is None or r.created_at > known[0]:
+                    latest[r.eval_hash] = (r.created_at, r.call_hash)
+            for row in rows:
+                found, value = self._decode(row.value_hash, row.storage, row.data)
+                if found:
+                    best = latest.get(row.eval_hash)
+                    out[row.eval_hash] = (row.value_hash, value, best[1] if best else None)
+        return out
+
+    def get_finals(self, eval_hashes: list[str]) -> dict[str, list[tuple[str, str, frozenset[str]]]]:
+        """Recorded final results per call, newest first: (call_hash, value_hash, subtree task hashes)."""
+        found: dict[str, list[Any]] = {}
+        for i in range(0, len(eval_hashes), 500):
+            for r in self.conn.execute(self._query("calls"), {"hashes": eval_hashes[i : i + 500]}):
+                found.setdefault(r.eval_hash, []).append(r)
+        return {
+            k: [
+                (r.call_hash, r.value_hash, frozenset(r.subtree_tasks.split()))
+                for r in sorted(rows, key=lambda r: r.created_at, reverse=True)
+            ]
+            for k, rows in found.items()
+        }
+
+    def _query(self, name: str) -> Any:
+        stmt = self._stmts.get(name)
+        if stmt is not None:
+            return stmt
+        hashes = bindparam("hashes", expanding=True)
+        if name == "reduction":
+            e, v = s.evaluation, s.value
+            stmt = (
+                select(e.c.eval_hash, e.c.value_hash, v.c.storage, v.c.data)
+                .join(v, v.c.value_hash == e.c.value_hash)
+                .where(e.c.eval_hash.in_(hashes))
+            )
+        else:
+            c = s.call_node
+            stmt = select(c.c.eval_hash, c.c.call_hash, c.c.value_hash, c.c.subtree_tasks, c.c.created_at).where(
+                c.c.eval_hash.in_(hashes)
+            )
+        self._stmts[name] = stmt
+        return stmt
 
     # ------------------------------------------------------------------------------------ writes
     def add_task(self, task: Any) -> None:

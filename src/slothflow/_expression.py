@@ -48,6 +48,10 @@ _OPERATORS: dict[str, Callable[..., Any]] = {
     "rtruediv": lambda a, b: b / a,
     "rfloordiv": lambda a, b: b // a,
     "rmod": lambda a, b: b % a,
+    "rpow": lambda a, b: b**a,
+    "xor": operator.xor,
+    "rxor": lambda a, b: b ^ a,
+    "invert": operator.invert,
     "rand_": lambda a, b: b & a,
     "ror_": lambda a, b: b | a,
 }
@@ -131,11 +135,17 @@ class Expression:
     __rtruediv__ = _binary("rtruediv")
     __rfloordiv__ = _binary("rfloordiv")
     __rmod__ = _binary("rmod")
+    __rpow__ = _binary("rpow")
+    __xor__ = _binary("xor")
+    __rxor__ = _binary("rxor")
     __rand__ = _binary("rand_")
     __ror__ = _binary("ror_")
 
     def __neg__(self) -> SimpleExpression:
         return SimpleExpression("neg", (self,))
+
+    def __invert__(self) -> SimpleExpression:
+        return SimpleExpression("invert", (self,))
 
     # Hashing -----------------------------------------------------------------------------------------
     def __slothflow_hash__(self) -> str:

@@ -1,0 +1,137 @@
+"""Command-line parameters typed from a task's annotations (``slothflow run wf.py main --n 3``)."""
+
+from __future__ import annotations
+
+import datetime
+import enum
+import inspect
+import json
+import types
+import typing
+from typing import Any
+
+import click
+
+from .._file import File
+from .._task import Task
+from .._value import Value, get_proxy
+
+
+class _Parsed(click.ParamType):
+    """A click type that converts with a function, reporting bad input as a usage error."""
+
+    def __init__(self, name: str, convert: Any) -> None:
+        self.name = name
+        self._convert = convert
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if not isinstance(value, str):
+            return value
+        try:
+            return self._convert(value)
+        except Exception as exc:
+            self.fail(f"{value!r} is not a valid {self.name}: {exc}", param, ctx)
+
+
+def _bool(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("1", "true", "yes", "y", "on", "t"):
+        return True
+    if lowered in ("0", "false", "no", "n", "off", "f"):
+        return False
+    raise ValueError("use true or false")
+
+
+def _click_type(annotation: Any) -> tuple[Any, bool]:
+    """(click type, multiple) for an annotation."""
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        members = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return _click_type(members[0]) if len(members) == 1 else (click.STRING, False)
+    if origin in (list, tuple, set, frozenset) or annotation in (list, tuple, set, frozenset):
+        inner = typing.get_args(annotation)
+        item = inner[0] if inner and inner[0] is not Ellipsis else str
+        return _click_type(item)[0], True
+    if origin is dict or annotation is dict:
+        return _Parsed("JSON object", json.loads), False
+    if annotation is bool:
+        return _Parsed("boolean", _bool), False
+    if annotation is int:
+        return click.INT, False
+    if annotation is float:
+        return click.FLOAT, False
+    if annotation is datetime.datetime:
+        return _Parsed("datetime", datetime.datetime.fromisoformat), False
+    if annotation is datetime.date:
+        return _Parsed("date", datetime.date.fromisoformat), False
+    if isinstance(annotation, type):
+        if issubclass(annotation, enum.Enum):
+            cls = annotation
+            return _Parsed(f"{cls.__name__} ({'|'.join(cls.__members__)})", lambda t: cls[t]), False
+        if issubclass(annotation, File):
+            return _Parsed("file path", annotation), False
+        if issubclass(annotation, Value):
+            cls2 = annotation
+            return _Parsed(cls2.__name__, lambda t: cls2.parse_arg(cls2, t)), False
+        proxy = get_proxy(annotation)
+        if proxy is not None:
+            raw = annotation
+            return _Parsed(raw.__name__, lambda t: proxy.parse_arg(raw, t)), False
+    return click.STRING, False
+
+
+def task_command(task: Task) -> click.Command:
+    """A click command whose options are the task's parameters."""
+    try:
+        hints = typing.get_type_hints(task.func)
+    except Exception:
+        hints = {}
+    params: list[click.Parameter] = []
+    for name, param in task.signature.parameters.items():
+        if param.kind in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD):
+            continue
+        annotation = hints.get(name, param.annotation)
+        if annotation is inspect.Parameter.empty and param.default not in (inspect.Parameter.empty, None):
+            annotation = type(param.default)
+        ctype, multiple = _click_type(annotation)
+        required = param.default is inspect.Parameter.empty
+        opts = [f"--{name}", name]
+        if "_" in name:
+            opts.insert(1, f"--{name.replace('_', '-')}")
+        extra: dict[str, Any] = {}
+        if not required and param.default is not None:
+            extra["default"] = param.default
+        params.append(
+            click.Option(
+                opts,
+                type=ctype,
+                multiple=multiple,
+                required=required,
+                show_default=not required,
+                help=f"({getattr(annotation, '__name__', str(annotation))})"
+                if annotation is not inspect.Parameter.empty else None,
+                **extra,
+            )
+        )
+    doc = (task.func.__doc__ or "").strip()
+    return click.Command(task.fullname, params=params, help=doc, add_help_option=True)
+
+
+def parse_task_args(task: Task, args: list[str]) -> dict[str, Any]:
+    """Parse ``--name value`` words into the task's keyword arguments (raises click errors)."""
+    cmd = task_command(task)
+    ctx = cmd.make_context(f"slothflow run ... {task.name}", list(args))
+    values = dict(ctx.params)
+    out: dict[str, Any] = {}
+    for name, param in task.signature.parameters.items():
+        if name not in values:
+            continue
+        value = values[name]
+        if isinstance(value, tuple):
+            if not value and param.default is not inspect.Parameter.empty:
+                continue
+            value = list(value)
+        if value is None and param.default is not inspect.Parameter.empty:
+            continue
+        out[name] = value
+    return out

@@ -54,6 +54,11 @@ class Config:
         return f"Config({self.to_dict()!r})"
 
 
+# Sections whose values are mappings by nature (kept whole), and keys of other sections that are.
+_MAPPING_SECTIONS = ("limits", "tags", "context")
+_MAPPING_KEYS: dict[str, tuple[str, ...]] = {"scheduler": ("context",)}
+
+
 def _flatten_sections(data: dict[str, Any], prefix: str = "") -> list[tuple[str, dict[str, Any]]]:
     """``{"executors": {"a": {...}}}`` and ``{"executors.a": {...}}`` both give section ``executors.a``."""
     out: list[tuple[str, dict[str, Any]]] = []
@@ -61,10 +66,11 @@ def _flatten_sections(data: dict[str, Any], prefix: str = "") -> list[tuple[str,
         if not isinstance(value, dict):
             raise ConfigError(f"config section {prefix + key!r} must be a mapping of keys to values, not {value!r}")
         name = prefix + key
-        scalars = {k: v for k, v in value.items() if not isinstance(v, dict)}
-        nested = {k: v for k, v in value.items() if isinstance(v, dict)}
+        keep = _MAPPING_KEYS.get(name, ())
+        scalars = {k: v for k, v in value.items() if not isinstance(v, dict) or k in keep}
+        nested = {k: v for k, v in value.items() if isinstance(v, dict) and k not in keep}
         # A nested mapping is a sub-section, except inside sections whose values are mappings by nature.
-        if name in ("limits", "tags") or not nested:
+        if name in _MAPPING_SECTIONS or not nested:
             out.append((name, dict(value)))
             continue
         if scalars:

@@ -27,8 +27,10 @@ import pathlib
 import pickle
 import sys
 import textwrap
+import threading
 import types
 import uuid
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -65,10 +67,37 @@ def hash_struct(*parts: str | bytes | int | None) -> str:
 def hash_value(value: Any) -> str:
     """The canonical hash of any value; raises :class:`HashingError` when there is none."""
     h = hashlib.sha256()
-    _encode(value, h.update, 0)
+    outermost = not _active.stack
+    try:
+        _encode(value, h.update, 0)
+    except RecursionError as exc:
+        if not outermost:
+            raise
+        raise HashingError(
+            f"cannot hash a value of type {_qualname(type(value))}: it is nested too deeply",
+            value_type=_qualname(type(value)),
+        ) from exc
+    except HashingError as exc:
+        if not outermost or exc.value_type in (None, _qualname(type(value))):
+            raise
+        outer = _qualname(type(value))
+        raise HashingError(
+            f"cannot hash a value of type {outer} because of a part of it: {exc}", value_type=outer
+        ) from exc
+    finally:
+        if outermost:
+            _active.stack.clear()
     return h.hexdigest()
 
 
+class _Active(threading.local):
+    """The containers and objects being encoded right now, per thread (to detect self-reference)."""
+
+    def __init__(self) -> None:
+        self.stack: set[int] = set()
+
+
+_active = _Active()
 _MAX_DEPTH = 500
 _encoders: dict[type, Encoder] = {}
 
@@ -205,18 +234,29 @@ def _encode(value: Any, write: Write, depth: int) -> None:
         return
     if depth > _MAX_DEPTH:
         raise HashingError(
-            f"cannot hash a value nested more than {_MAX_DEPTH} levels deep (is it self-referential?)",
+            f"cannot hash a value nested more than {_MAX_DEPTH} levels deep",
             value_type=_qualname(cls),
         )
-    container = _CONTAINERS.get(cls)
-    if container is not None:
-        container(value, write, depth + 1)
-        return
-    enc = _lookup_cache.get(cls)
-    if enc is None:
-        enc = _find_encoder(cls)
-        _lookup_cache[cls] = enc
-    enc(value, write, depth + 1)
+    active = _active.stack
+    key = id(value)
+    if key in active:
+        raise HashingError(
+            f"cannot hash a self-referential value: a {_qualname(cls)} contains itself",
+            value_type=_qualname(cls),
+        )
+    active.add(key)
+    try:
+        container = _CONTAINERS.get(cls)
+        if container is not None:
+            container(value, write, depth + 1)
+            return
+        enc = _lookup_cache.get(cls)
+        if enc is None:
+            enc = _find_encoder(cls)
+            _lookup_cache[cls] = enc
+        enc(value, write, depth + 1)
+    finally:
+        active.discard(key)
 
 
 def _find_encoder(cls: type) -> Callable[[Any, Write, int], None]:
@@ -225,7 +265,7 @@ def _find_encoder(cls: type) -> Callable[[Any, Write, int], None]:
     for base in cls.__mro__:
         user = _encoders.get(base)
         if user is not None:
-            return lambda v, w, d, _u=user: _u(v, w)
+            return _user_encoder(user)
     if issubclass(cls, type):
         return _enc_class
     if issubclass(cls, enum.Enum):
@@ -234,7 +274,8 @@ def _find_encoder(cls: type) -> Callable[[Any, Write, int], None]:
         return _enc_namedtuple
     if dataclasses.is_dataclass(cls):
         return _enc_dataclass
-    if issubclass(cls, (types.FunctionType, types.BuiltinFunctionType, types.MethodType, functools_partial())):
+    callables = (types.FunctionType, types.BuiltinFunctionType, types.MethodType, functools_partial())
+    if issubclass(cls, callables):
         return _enc_callable
     if issubclass(cls, (datetime.datetime, datetime.date, datetime.time)):
         return lambda v, w, d: _tagged(b"D" + _qualname(cls).encode(), v.isoformat().encode(), w)
@@ -243,18 +284,39 @@ def _find_encoder(cls: type) -> Callable[[Any, Write, int], None]:
     if issubclass(cls, (decimal.Decimal, uuid.UUID, pathlib.PurePath)):
         return lambda v, w, d: _tagged(b"X" + _qualname(cls).encode(), str(v).encode(), w)
     if issubclass(cls, list):
-        return _CONTAINERS[list]
+        return _subclass_encoder(cls, _CONTAINERS[list])
     if issubclass(cls, dict):
-        return lambda v, w, d: (_enc_object_named(b"C", _qualname(cls), w), _enc_dict(v, w, d))  # type: ignore[func-returns-value]
+        return _subclass_encoder(cls, _enc_dict)
     if issubclass(cls, (set, frozenset)):
-        return lambda v, w, d: (_enc_object_named(b"C", _qualname(cls), w), _enc_set(v, w, d))  # type: ignore[func-returns-value]
+        return _subclass_encoder(cls, _enc_set)
     if issubclass(cls, (str, int, float, bytes)):
         base = next(b for b in (bool, int, float, str, bytes) if issubclass(cls, b))
-        return lambda v, w, d: (_enc_object_named(b"C", _qualname(cls), w), _SIMPLE[base](base(v), w))  # type: ignore[func-returns-value]
+        simple = _SIMPLE[base]
+        return _subclass_encoder(cls, lambda v, w, d: simple(base(v), w))
     numpy_enc = _numpy_encoder(cls)
     if numpy_enc is not None:
         return numpy_enc
     return _enc_reduce
+
+
+def _user_encoder(user: Encoder) -> Callable[[Any, Write, int], None]:
+    def enc(value: Any, write: Write, depth: int) -> None:
+        user(value, write)
+
+    return enc
+
+
+def _subclass_encoder(
+    cls: type, inner: Callable[[Any, Write, int], None]
+) -> Callable[[Any, Write, int], None]:
+    """A subclass of a builtin type: its class name, then the builtin's encoding of its data."""
+    name = _qualname(cls)
+
+    def enc(value: Any, write: Write, depth: int) -> None:
+        _enc_object_named(b"C", name, write)
+        inner(value, write, depth)
+
+    return enc
 
 
 def functools_partial() -> type:
@@ -396,21 +458,43 @@ def _enc_reduce(value: Any, write: Write, depth: int) -> None:
 # --------------------------------------------------------------------------------------------- code
 
 
+def _parse_source(source: str) -> ast.Module:
+    """Parse a (possibly indented) snippet of source, such as a method or a nested function."""
+    try:
+        return ast.parse(textwrap.dedent(source))
+    except SyntaxError:
+        # dedent gives up when a multi-line string has lines less indented than the code around it;
+        # wrapping the snippet in a block keeps the indentation legal without changing string contents.
+        wrapped = ast.parse("if 1:\n" + source)
+        block = wrapped.body[0]
+        assert isinstance(block, ast.If)
+        return ast.Module(body=block.body, type_ignores=[])
+
+
+def _drop_docstring(node: ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef | ast.Module) -> None:
+    body = node.body
+    if (
+        body
+        and isinstance(body[0], ast.Expr)
+        and isinstance(body[0].value, ast.Constant)
+        and isinstance(body[0].value.value, str)
+    ):
+        node.body = body[1:] or [ast.Pass()]
+
+
 def normalize_source(source: str) -> str:
-    """The canonical text of a function's source: no decorators, docstring, comments or formatting."""
-    tree = ast.parse(textwrap.dedent(source))
+    """The canonical text of a function's source: no decorators, docstring, comments or formatting.
+
+    Only the decorators of the outermost definition are dropped (they are how a task is declared); the
+    decorators of functions and classes defined inside the body are code like any other.
+    """
+    tree = _parse_source(source)
+    for top in tree.body:
+        if isinstance(top, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            top.decorator_list = []
     for node in ast.walk(tree):
-        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
-            node.decorator_list = []
         if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef | ast.Module):
-            body = node.body
-            if (
-                body
-                and isinstance(body[0], ast.Expr)
-                and isinstance(body[0].value, ast.Constant)
-                and isinstance(body[0].value.value, str)
-            ):
-                node.body = body[1:] or [ast.Pass()]
+            _drop_docstring(node)
     return ast.unparse(tree)
 
 
@@ -422,30 +506,57 @@ def get_source(func: Callable[..., Any]) -> str | None:
         return None
 
 
-_code_hash_cache: dict[Any, str] = {}
+# Per function object (code objects compare equal across functions that differ only in default values
+# or annotations, so they cannot be the key).
+_code_hash_cache: weakref.WeakKeyDictionary[Any, dict[str | None, str]] = weakref.WeakKeyDictionary()
 
 
 def function_code_hash(func: Callable[..., Any], source: str | None = None) -> str:
     """Hash of a function's normalized source, or of its code object when no source exists."""
-    code = getattr(func, "__code__", None)
-    key = (code, source)
-    cached = _code_hash_cache.get(key)
-    if cached is not None:
-        return cached
-    text = source if source is not None else get_source(func)
-    result: str | None = None
-    if text is not None:
-        try:
-            result = hash_struct("source", normalize_source(text))
-        except SyntaxError:
-            # A lambda inside a larger line, for example: hash the raw text instead.
-            result = hash_struct("text", text.strip())
-    if result is None:
-        if code is None:
-            raise HashingError(f"cannot hash the code of {func!r}: it has no source and no code object")
-        result = hash_struct("code", code_object_digest(code))
-    _code_hash_cache[key] = result
+    try:
+        per_func = _code_hash_cache.get(func)
+    except TypeError:  # not weak-referenceable
+        per_func = None
+    if per_func is not None and source in per_func:
+        return per_func[source]
+    result = _compute_code_hash(func, source)
+    try:
+        _code_hash_cache.setdefault(func, {})[source] = result
+    except TypeError:
+        pass
     return result
+
+
+def _compute_code_hash(func: Callable[..., Any], source: str | None) -> str:
+    code = getattr(func, "__code__", None)
+    text = source if source is not None else get_source(func)
+    if text is not None:
+        lambda_code = code if source is None and getattr(func, "__name__", "") == "<lambda>" else None
+        try:
+            normalized = normalize_source(text)
+        except SyntaxError:
+            # A lambda inside a larger expression, for example: hash the raw text instead.
+            normalized = None
+        if lambda_code is not None:
+            # The source of a lambda is the whole statement around it, which may hold several lambdas:
+            # the code object tells them apart.
+            return hash_struct("lambda", normalized or text.strip(), code_object_digest(lambda_code))
+        if normalized is not None:
+            return hash_struct("source", normalized)
+        return hash_struct("text", text.strip())
+    if code is None:
+        raise HashingError(f"cannot hash the code of {func!r}: it has no source and no code object")
+    # Without source, default values are not part of any text we hash: add them explicitly.
+    defaults: list[str | None] = []
+    for d in (getattr(func, "__defaults__", None), getattr(func, "__kwdefaults__", None)):
+        if d:
+            try:
+                defaults.append(hash_value(d))
+            except HashingError:
+                defaults.append(repr(sorted(d) if isinstance(d, dict) else d))
+        else:
+            defaults.append(None)
+    return hash_struct("code", code_object_digest(code), *defaults)
 
 
 def code_object_digest(code: types.CodeType) -> bytes:

@@ -193,7 +193,10 @@ class Scheduler:
         self.limits = {str(k): int(v) for k, v in config.section("limits").items()}
         sched = config.section("scheduler")
         self.fail_fast = bool(sched.get("fail_fast", False))
-        self.default_context: dict[str, Any] = dict(sched.get("context", {}) or {})
+        context = sched.get("context") or {}
+        if isinstance(context, str):
+            context = json.loads(context)
+        self.default_context: dict[str, Any] = {**config.section("context"), **dict(context)}
         self._listeners: list[Listener] = []
         self.last_execution_id: str | None = None
 
@@ -269,12 +272,23 @@ class Scheduler:
         With ``dryrun=True`` nothing runs: a :class:`Plan` of reused and would-run calls is returned.
         """
         store = self.load()
-        ctx = {**self.default_context, **(context or {})}
+        ctx = _merge_context(self.default_context, context or {})
         run = _Run(self, store, cache=cache, dryrun=dryrun, context=ctx)
         tag_pairs = list(tags.items()) if isinstance(tags, dict) else list(tags)
         run.start_execution(exec_argv or sys.argv, tag_pairs, execution_id)
         self.last_execution_id = run.execution_id
         return run.run(expr)
+
+
+def _merge_context(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """``override`` on top of ``base``, merging nested mappings key by key."""
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge_context(out[key], value)
+        else:
+            out[key] = value
+    return out
 
 
 def run(expr: Any, config_dir: str | None = None, **run_args: Any) -> Any:

@@ -1,0 +1,5 @@
+"""``python -m slothflow.cli``."""
+
+from . import main
+
+main()

@@ -60,6 +60,7 @@ log = logging.getLogger("slothflow")
 _PENDING, _OK, _ERROR = 0, 1, 2
 _ATOMIC = (type(None), bool, int, float, complex, str, bytes)
 FLUSH_INTERVAL = 0.5  # seconds: the most finished work a kill -9 can lose
+CONTEXT_MARK = "context"  # in a call's subtree task hashes: the subtree read the execution's context
 
 
 class Cell:
@@ -85,7 +86,7 @@ class Job:
     __slots__ = (
         "id", "task", "parent", "arguments", "arg_hashes", "args_hash", "eval_hash", "status", "started",
         "ended", "call", "children", "prov", "cache_scope", "check_valid", "executor", "limits", "error",
-        "reduction_hash", "recorded_call",
+        "reduction_hash", "recorded_call", "uses_context",
     )
 
     def __init__(self, task: Task, parent: Job | None, arguments: dict[str, Any]) -> None:
@@ -109,6 +110,7 @@ class Job:
         self.error: BaseException | None = None
         self.reduction_hash: str | None = None
         self.recorded_call: str | None = None
+        self.uses_context = False  # something in this job's reduction read the execution's context
 
     @property
     def duration(self) -> float:
@@ -280,6 +282,23 @@ class Scheduler:
         return run.run(expr)
 
 
+def _names_undefined_task(value: Any) -> bool:
+    """True when an expression in ``value`` (at any depth) calls a task not defined in this process."""
+    if isinstance(value, _ATOMIC):
+        return False
+    stack = list(iter_expressions(value))
+    seen: set[int] = set()
+    while stack:
+        expr = stack.pop()
+        if id(expr) in seen:
+            continue
+        seen.add(id(expr))
+        if isinstance(expr, TaskExpression) and isinstance(expr.task, _UndefinedTask):
+            return True
+        stack.extend(iter_expressions(expr._children()))
+    return False
+
+
 def _merge_context(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
     """``override`` on top of ``base``, merging nested mappings key by key."""
     out = dict(base)
@@ -311,7 +330,6 @@ class _Run:
         self.cache = cache
         self.dryrun = dryrun
         self.context = context
-        self.context_hash = hash_value(context) if context else None
         self.ready: collections.deque[tuple[Callable[..., None], tuple[Any, ...]]] = collections.deque()
         self.completions: queue.SimpleQueue[Outcome] = queue.SimpleQueue()
         self.to_submit: list[tuple[Job, JobSpec]] = []
@@ -640,6 +658,8 @@ class _Run:
 
     def _sx_get_context(self, expr: SchedulerExpression, job: Job | None, cell: Cell) -> None:
         path, default = expr.args
+        if job is not None:
+            job.uses_context = True
         node: Any = self.context
         for part in str(path).split("."):
             if isinstance(node, dict) and part in node:
@@ -759,7 +779,9 @@ class _Run:
             self._job_failed(job, error, "", cell)
             return
         job.args_hash = hash_struct("Args", *[f"{n}={h}" for n, h in job.arg_hashes if n not in config_args])
-        job.eval_hash = hash_struct("Eval", task.hash, job.args_hash, self.context_hash)
+        # The context is not part of the key: a task reads it through get_context() arguments, whose
+        # values are then part of its args hash, so changing an unrelated context value reruns nothing.
+        job.eval_hash = hash_struct("Eval", task.hash, job.args_hash)
 
         # Common subexpression elimination within this run.
         if job.cache_scope != "NONE":
@@ -837,6 +859,12 @@ class _Run:
             value_hash, reduction, job.recorded_call = hit
             if not is_valid_value(reduction):
                 log.info("cached result of %s is no longer valid; rerunning", job.describe())
+                self._miss(job)
+                continue
+            if _names_undefined_task(reduction):
+                # The recorded sub-DAG calls a task not loaded here (its module is imported by the body,
+                # say): running the body again is correct, failing the replay would not be.
+                log.info("cached result of %s calls a task not defined here; rerunning", job.describe())
                 self._miss(job)
                 continue
             self._mark_reused(job)
@@ -973,6 +1001,10 @@ class _Run:
                 call.call_hash = job.recorded_call
             else:
                 subtree = {job.task.hash}
+                if job.uses_context:
+                    # Never a current task hash: a shallow lookup of any call above falls back to the
+                    # full rule, which re-reads the context instead of trusting a final value.
+                    subtree.add(CONTEXT_MARK)
                 children: list[str] = []
                 for child in job.children:
                     cc = child.call
@@ -1010,7 +1042,8 @@ class _Run:
         job.error = error
         if origin:
             try:
-                error.add_note(f"in slothflow task {job.describe()} (job {job.id[:8]})")
+                # Deterministic text (no job id): the error may become an argument of a recover task.
+                error.add_note(f"in slothflow task {job.describe()}")
             except Exception:
                 pass
             if tb:

@@ -281,6 +281,33 @@ def log(ctx: click.Context, ident: str | None, fmt: str, limit: int) -> None:
         scheduler.close()
 
 
+@cli.command()
+@click.argument("ident", metavar="ID")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", help="Output format.")
+@click.pass_context
+def explain(ctx: click.Context, ident: str, fmt: str) -> None:
+    """Why a job (or every job of an execution) ran instead of being reused from the cache."""
+    from .._store.explain import explain as explain_records
+    from .._store.queries import NotFound
+
+    scheduler = Scheduler(config=_config(ctx, create=False))
+    try:
+        try:
+            explanations = explain_records(scheduler.store.conn, ident)
+        except NotFound as exc:
+            raise CLIError(str(exc)) from exc
+        console = Console()
+        if fmt == "json":
+            console.print_json(json.dumps([e.to_dict() for e in explanations]))
+            return
+        if not explanations:
+            console.print("every job of this execution was reused from the cache", highlight=False)
+        for item in explanations:
+            console.print(str(item), markup=False, highlight=False)
+    finally:
+        scheduler.close()
+
+
 # ------------------------------------------------------------------------------------------ init, db
 
 

@@ -16,7 +16,6 @@ from slothflow import (
     ExpressionError,
     Scheduler,
     SimpleExpression,
-    TaskExpression,
     ValueExpression,
     task,
 )
@@ -289,3 +288,82 @@ def test_expression_hash_is_structural_and_iterative() -> None:
     for _ in range(5000):
         deep = ident(deep)
     assert len(hash_value(deep)) == 64
+
+
+# --------------------------------------------------------------------------- storing expressions
+
+_leaves = st.one_of(st.integers(-3, 3), st.text(max_size=3), st.none(), st.booleans())
+_plain = st.recursive(
+    _leaves,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3),
+        st.tuples(inner, inner),
+        st.dictionaries(st.tuples(st.text(max_size=2), st.integers(0, 3)), inner, max_size=3),
+        st.frozensets(st.text(max_size=3), max_size=3),
+    ),
+    max_leaves=8,
+)
+
+
+@st.composite
+def _expression_values(draw: st.DrawFn) -> Any:
+    """A structure of expressions whose arguments share plain objects (memo references)."""
+    shared = [draw(_plain) for _ in range(draw(st.integers(1, 3)))]
+    exprs: list[Any] = []
+    for _ in range(draw(st.integers(1, 6))):
+        args = [draw(st.sampled_from(shared))]
+        if exprs and draw(st.booleans()):
+            args.append(draw(st.sampled_from(exprs)))
+        e: Any = ident(args)
+        if draw(st.booleans()):
+            e = e[draw(st.integers(0, 1))]
+        exprs.append(e)
+    return {"exprs": exprs, "shared": shared, ("k", 1): Box("b", exprs[-1])}
+
+
+@settings(max_examples=60, deadline=None)
+@given(value=_expression_values())
+def test_stored_expressions_round_trip(value: Any) -> None:
+    from slothflow import hash_value
+    from slothflow._serialize import dumps, loads
+
+    loaded = loads(dumps(value))
+    assert hash_value(loaded) == hash_value(value)
+    assert loaded["shared"] == value["shared"]
+
+
+def test_stored_deep_expression_round_trips_without_recursion() -> None:
+    import sys
+
+    from slothflow import hash_value
+    from slothflow._serialize import dumps, loads
+
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(1000)
+    try:
+        deep: Any = ident(0)
+        for i in range(5000):
+            deep = ident(deep) + i
+        assert hash_value(loads(dumps([deep]))) == hash_value([deep])
+    finally:
+        sys.setrecursionlimit(limit)
+
+
+def test_replayed_reduction_with_shared_structures(scheduler: Scheduler) -> None:
+    ran: list[str] = []
+
+    @task
+    def consume(xs: Any, mapping: Any) -> int:
+        ran.append("consume")
+        return len(xs) + len(mapping)
+
+    @task
+    def parent() -> Any:
+        ran.append("parent")
+        words = ["a", "b", "c"]
+        mapping = {(w, i): {"w": w} for i, w in enumerate(words)}
+        return [consume(words, mapping), consume(words[:2], mapping), ident(mapping)]
+
+    first = scheduler.run(parent())
+    assert scheduler.run(parent()) == first
+    assert ran == ["parent", "consume", "consume"]

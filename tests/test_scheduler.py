@@ -25,6 +25,7 @@ from slothflow import (
     PartialTask,
     Plan,
     Scheduler,
+    SlothflowError,
     Task,
     TaskLookupError,
     get_context,
@@ -708,3 +709,90 @@ def test_dryrun_plans_without_running(scheduler: Scheduler, tally: Tally, sql: Q
     assert "3" in plan.would_run[0].call
     assert tally.take() == {}
     assert sql("SELECT count(*) FROM execution") == [(1,)]
+
+
+def test_call_waiting_for_itself_is_reported(scheduler: Scheduler, sql: Query) -> None:
+    @task
+    def forever(x: int) -> Any:
+        return forever(x)
+
+    with pytest.raises(SlothflowError, match=r"forever\(x=1\).*base case"):
+        scheduler.run(forever(1))
+    assert sql("SELECT status FROM execution") == [("failed",)]
+
+
+def test_kwargs_order_does_not_matter(scheduler: Scheduler, tally: Tally) -> None:
+    @task
+    def opts(x: int, **extra: int) -> int:
+        tally("opts")
+        return x + sum(extra.values())
+
+    assert scheduler.run([opts(1, a=1, b=2), opts(1, b=2, a=1), opts(x=1, b=2, a=1)]) == [4, 4, 4]
+    assert tally.take() == {"opts": 1}
+
+
+def test_run_without_a_task(scheduler: Scheduler, sql: Query) -> None:
+    assert scheduler.run({"a": [1, 2]}) == {"a": [1, 2]}
+    assert sql("SELECT status, root_job FROM execution") == [("done", None)]
+
+
+def test_shallow_reuse_sees_a_changed_unrecorded_child(scheduler: Scheduler, tally: Tally) -> None:
+    """A prov=False child leaves no record, so the parent's recorded subtree cannot vouch for it."""
+
+    def child_v1(x: int) -> int:
+        tally("child")
+        return x + 1
+
+    def child_v2(x: int) -> int:
+        tally("child")
+        return x + 2
+
+    from slothflow import get_task_registry
+
+    _redefine("pchild", child_v1, namespace="shprov", prov=False)
+
+    @task(namespace="shprov", check_valid="shallow")
+    def top(x: int) -> Any:
+        tally("top")
+        return get_task_registry().get("shprov.pchild")(x)  # type: ignore[misc]
+
+    assert scheduler.run(top(1)) == 2
+    _redefine("pchild", child_v2, namespace="shprov", prov=False)
+    assert scheduler.run(top(1)) == 3  # never the stale 2
+    assert tally.take() == {"top": 1, "child": 2}
+
+
+def test_shallow_reuse_sees_a_child_shared_by_two_parents(scheduler: Scheduler, tally: Tally) -> None:
+    """One expression object returned by two bodies (threads share memory) is a child of both."""
+
+    def leaf_v1(x: int) -> int:
+        tally("leaf")
+        return x + 1
+
+    def leaf_v2(x: int) -> int:
+        tally("leaf")
+        return x + 2
+
+    from slothflow import get_task_registry
+
+    _redefine("sleaf2", leaf_v1, namespace="shshare")
+    shared: dict[str, Any] = {}
+
+    def the_shared_leaf() -> Any:
+        if "expr" not in shared:
+            shared["expr"] = get_task_registry().get("shshare.sleaf2")(1)  # type: ignore[misc]
+        return shared["expr"]
+
+    @task(namespace="shshare", check_valid="shallow")
+    def first() -> Any:
+        return the_shared_leaf()
+
+    @task(namespace="shshare", check_valid="shallow")
+    def second() -> Any:
+        time.sleep(0.05)
+        return the_shared_leaf()
+
+    assert scheduler.run([first(), second()]) == [2, 2]
+    shared.clear()
+    _redefine("sleaf2", leaf_v2, namespace="shshare")
+    assert scheduler.run(second()) == 3  # never the stale 2

@@ -210,11 +210,17 @@ def test_task_in_main_script_runs_in_subprocess(tmp_path: Path) -> None:
 
             @task
             def double(x: int) -> int:
+                with open("ran.log", "a") as log:
+                    log.write(f"double({{x}})\\n")
                 return 2 * x
+
+            @task(executor="processes")
+            def cube(x: int) -> int:
+                return x ** 3
 
             @task
             def main(n: int) -> list[int]:
-                return [double(i) for i in range(n)]
+                return [double(i) for i in range(n)] + [cube(n)]
 
             if __name__ == "__main__":
                 assert double.namespace == "my_pipeline", double.namespace
@@ -225,9 +231,12 @@ def test_task_in_main_script_runs_in_subprocess(tmp_path: Path) -> None:
             """
         )
     )
-    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=tmp_path, timeout=60)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "[0, 2, 4, 6]"
+    for _ in range(2):  # the second run, in a fresh process, is served from the cache
+        out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=tmp_path,
+                             timeout=60)
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.strip() == "[0, 2, 4, 6, 64]"
+    assert sorted((tmp_path / "ran.log").read_text().split()) == [f"double({i})" for i in range(4)]
 
 
 def test_main_script_with_unusable_stem_gets_empty_namespace(tmp_path: Path) -> None:

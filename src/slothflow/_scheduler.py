@@ -7,7 +7,8 @@ Values are promised by :class:`Cell`s; a cell's waiters are queued, never called
 For each ``TaskExpression`` whose arguments are known, the loop
 
 1. binds the arguments to the task's signature (``f(1)``, ``f(a=1)`` and ``f(1, b=<default>)`` are one
-   call), hashes them and forms the **eval hash** = H(task hash, args hash, context);
+   call), hashes them and forms the **eval hash** = H(task hash, args hash). The execution's context is
+   not part of it: a task reads the context through ``get_context()`` arguments, whose values are;
 2. joins an identical call already seen in this run (common-subexpression elimination, in memory);
 3. otherwise asks the store: with ``check_valid="full"`` it replays the recorded *reduction* (what the
    body returned) and evaluates it, so each child is looked up on its own; with ``"shallow"`` it reuses
@@ -22,6 +23,7 @@ job, so no job starts before the results it consumes are durable.
 from __future__ import annotations
 
 import collections
+import functools
 import getpass
 import inspect
 import json
@@ -61,6 +63,7 @@ _PENDING, _OK, _ERROR = 0, 1, 2
 _ATOMIC = (type(None), bool, int, float, complex, str, bytes)
 FLUSH_INTERVAL = 0.5  # seconds: the most finished work a kill -9 can lose
 CONTEXT_MARK = "context"  # in a call's subtree task hashes: the subtree read the execution's context
+UNRECORDED_MARK = "unrecorded"  # in a call's subtree task hashes: a call below it was not recorded
 
 
 class Cell:
@@ -338,7 +341,9 @@ class _Run:
         self.in_flight: dict[str, Job] = {}
         self.calls: dict[str, Call] = {}
         self.lookups: list[Job] = []
-        self.expr_cells: dict[int, tuple[Expression, Cell]] = {}
+        # Per (expression object, evaluating job): one expression object may be returned by two bodies
+        # (threads share memory); it is then a child of both, so that both record it in their subtree.
+        self.expr_cells: dict[tuple[int, str], tuple[Expression, Cell]] = {}
         self.producer: dict[str, str] = {}
         self.stats = RunStats()
         self.plan = Plan(complete=False)
@@ -348,6 +353,7 @@ class _Run:
         self._task_opts: dict[int, tuple[Task, dict[str, Any]]] = {}
         self._current_tasks: set[str] | None = None
         self.listeners = scheduler._listeners
+        self.error_origins: dict[int, tuple[BaseException, str, str]] = {}
 
     # -------------------------------------------------------------------------------- execution
     def start_execution(self, argv: list[str], tags: list[tuple[str, Any]], execution_id: str | None) -> None:
@@ -396,8 +402,23 @@ class _Run:
             self.plan.result = root.value if root.state == _OK else None
             return self.plan
         if root.state == _ERROR:
-            raise root.value
+            self._raise(root.value)
         return root.value
+
+    def _raise(self, error: BaseException) -> None:
+        """Raise a task's own exception to the caller, with where it happened attached."""
+        origin = self.error_origins.get(id(error))
+        if origin is not None and origin[0] is error:
+            _, where, tb = origin
+            note = f"in slothflow task {where}"
+            try:
+                if note not in getattr(error, "__notes__", ()):
+                    error.add_note(note)
+                if tb:
+                    vars(error)["slothflow_traceback"] = tb
+            except Exception:  # an exception type that refuses attributes: raise it as it is
+                pass
+        raise error
 
     def _loop(self, root: Cell) -> None:
         ready = self.ready
@@ -438,6 +459,14 @@ class _Run:
                     break
                 self._on_outcome(outcome)
         if root.state == _PENDING and not self.dryrun:
+            waiting = [c.job for c in self.calls.values() if c.cell.state == _PENDING]
+            if waiting:
+                shown = ", ".join(j.describe() for j in waiting[:5]) + (", ..." if len(waiting) > 5 else "")
+                raise SlothflowError(
+                    f"the workflow cannot finish: {len(waiting)} call(s) wait for their own result "
+                    f"({shown}). A task returned an expression that calls itself with the same arguments; "
+                    "make the recursion reach a base case."
+                )
             raise SlothflowError("the scheduler stopped before the workflow's value was known (internal error)")
 
     # ------------------------------------------------------------------------------------- cells
@@ -497,15 +526,16 @@ class _Run:
                     self._fail(out, exc)
 
         for expr_id, e in seen.items():
-            self._then(self._eval_expr(e, job), lambda c, i=expr_id: gathered(i, c))
+            self._then(self._eval_expr(e, job), functools.partial(gathered, expr_id))
         return out
 
     def _eval_expr(self, expr: Expression, job: Job | None) -> Cell:
-        entry = self.expr_cells.get(id(expr))
+        key = (id(expr), job.id if job is not None else "")
+        entry = self.expr_cells.get(key)
         if entry is not None:
             return entry[1]
         cell = Cell()
-        self.expr_cells[id(expr)] = (expr, cell)
+        self.expr_cells[key] = (expr, cell)
         self.ready.append((self._start_expr, (expr, job, cell)))
         return cell
 
@@ -622,7 +652,7 @@ class _Run:
             self._chain(recovered, job, cell)
 
         for expr_id, e in members.items():
-            self._then(self._eval_expr(e, job), lambda c, i=expr_id: collected(i, c))
+            self._then(self._eval_expr(e, job), functools.partial(collected, expr_id))
 
     def _sx_throw(self, expr: SchedulerExpression, job: Job | None, cell: Cell) -> None:
         def raise_(c: Cell) -> None:
@@ -1012,6 +1042,10 @@ class _Run:
                         subtree |= cc.subtree
                         if cc.call_hash not in children:
                             children.append(cc.call_hash)
+                    else:
+                        # An unrecorded child (prov=False): nothing vouches for its code later, so a
+                        # shallow lookup above must fall back to the full rule.
+                        subtree.add(UNRECORDED_MARK)
                 call.subtree = frozenset(subtree)
                 call.call_hash = hash_struct("Call", job.task.hash, job.args_hash, value_hash, *sorted(children))
                 if call.call_hash != job.recorded_call:
@@ -1040,14 +1074,11 @@ class _Run:
         job.status = "failed"
         job.ended = time.time()
         job.error = error
-        if origin:
-            try:
-                # Deterministic text (no job id): the error may become an argument of a recover task.
-                error.add_note(f"in slothflow task {job.describe()}")
-            except Exception:
-                pass
-            if tb:
-                setattr(error, "slothflow_traceback", tb)
+        if origin and id(error) not in self.error_origins:
+            # Kept aside, not on the exception: inside the workflow a recover task receives the task's
+            # exception as it was raised (so it hashes the same in every run). The caller of run() gets
+            # the note and the worker's traceback attached (see _raise).
+            self.error_origins[id(error)] = (error, job.describe(), tb)
         self.stats.failed += 1
         if job.parent is None:
             self.root_failed = True
@@ -1080,7 +1111,8 @@ class _Run:
             err = job.error
             row["error_type"] = f"{type(err).__module__}.{type(err).__qualname__}"
             row["error_message"] = str(err)
-            row["error_traceback"] = tb or getattr(err, "slothflow_traceback", None)
+            origin = self.error_origins.get(id(err))
+            row["error_traceback"] = tb or (origin[2] if origin is not None else None) or None
         self.store.put_job(row)
 
     def _emit(self, event: str, job: Job) -> None:

@@ -14,19 +14,14 @@ from typing import Any
 import cloudpickle
 
 from ._errors import SerializationError
-from ._expression import Expression, iter_expressions, substitute
+from ._expression import Expression, iter_expressions
 
 PROTOCOL = 5
 
 
-class _Ref:
-    __slots__ = ("index",)
-
-    def __init__(self, index: int) -> None:
-        self.index = index
-
-
 class _FlatPickler(pickle.Pickler):
+    """Writes each expression node once; references to other nodes become their index in the table."""
+
     def __init__(self, file: io.BytesIO, index: dict[int, int]) -> None:
         super().__init__(file, protocol=PROTOCOL)
         self._index = index
@@ -41,8 +36,17 @@ class _FlatPickler(pickle.Pickler):
 
 
 class _FlatUnpickler(pickle.Unpickler):
+    """Reads the node table in order; a reference is always to a node loaded before (children first)."""
+
+    def __init__(self, file: io.BytesIO) -> None:
+        super().__init__(file)
+        self.built: list[Any] = []
+
     def persistent_load(self, pid: Any) -> Any:
-        return _Ref(int(pid))
+        index = int(pid)
+        if not 0 <= index < len(self.built):
+            raise SerializationError(f"corrupt expression table in a stored value (node {index})")
+        return self.built[index]
 
 
 def _expression_nodes(value: Any) -> list[Expression]:
@@ -64,7 +68,13 @@ def _expression_nodes(value: Any) -> list[Expression]:
 
 
 def dumps(value: Any) -> bytes:
-    """Serialize a value for the store."""
+    """Serialize a value for the store.
+
+    Expressions are written as a table of nodes, children before parents, each node pickled on its own
+    (so no pickle recursion follows an expression chain), then the value itself. One pickler writes the
+    whole stream and its memo is kept throughout: the unpickler's memo grows the same way, so shared
+    objects resolve to the same object on load.
+    """
     try:
         nodes = _expression_nodes(value)
         if not nodes:
@@ -77,7 +87,6 @@ def dumps(value: Any) -> bytes:
         for i, node in enumerate(nodes):
             pickler.own = i
             pickler.dump(node)
-            pickler.clear_memo()
         pickler.own = None
         pickler.dump(value)
         return buf.getvalue()
@@ -94,50 +103,9 @@ def loads(data: bytes) -> Any:
         raise SerializationError("unknown value format in the store")
     unpickler = _FlatUnpickler(io.BytesIO(body))
     count = unpickler.load()
-    built: list[Any] = []
     for _ in range(count):
-        node = unpickler.load()
-        _resolve_refs(node, built)
-        built.append(node)
-    root = unpickler.load()
-    return _replace_refs(root, built)
-
-
-def _replace_refs(value: Any, built: list[Any]) -> Any:
-    if isinstance(value, _Ref):
-        return built[value.index]
-    refs = {id(r): built[r.index] for r in _iter_refs(value)}
-    return substitute_refs(value, refs) if refs else value
-
-
-def _iter_refs(value: Any) -> list[_Ref]:
-    found: list[_Ref] = []
-    stack = [value]
-    while stack:
-        v = stack.pop()
-        if isinstance(v, _Ref):
-            found.append(v)
-        elif isinstance(v, (list, tuple, set, frozenset)):
-            stack.extend(v)
-        elif isinstance(v, dict):
-            stack.extend(v.keys())
-            stack.extend(v.values())
-        elif hasattr(v, "__dataclass_fields__") and not isinstance(v, type):
-            stack.extend(getattr(v, f) for f in v.__dataclass_fields__)
-    return found
-
-
-def substitute_refs(value: Any, refs: dict[int, Any]) -> Any:
-    return substitute(value, refs, leaf=_Ref)
-
-
-def _resolve_refs(node: Expression, built: list[Any]) -> None:
-    for attr in ("args", "kwargs", "value"):
-        if hasattr(node, attr):
-            current = getattr(node, attr)
-            replaced = _replace_refs(current, built)
-            if replaced is not current:
-                object.__setattr__(node, attr, replaced)
+        unpickler.built.append(unpickler.load())
+    return unpickler.load()
 
 
 def wire_dumps(obj: Any) -> bytes:

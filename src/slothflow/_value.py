@@ -7,6 +7,7 @@ serialization and CLI layers; none of them does I/O here.
 
 from __future__ import annotations
 
+import functools
 import pickle
 from collections.abc import Iterator
 from typing import Any, ClassVar
@@ -77,7 +78,7 @@ class ProxyValue(Value):
         if raw is not None:
             _proxies[raw] = cls
             if "get_hash" in cls.__dict__:
-                register_hasher(raw, lambda v, _cls=cls: _cls(v).get_hash())
+                register_hasher(raw, functools.partial(_proxy_hash, cls))
 
     def __init__(self, instance: Any) -> None:
         self.instance = instance
@@ -90,6 +91,10 @@ class ProxyValue(Value):
 
     def is_valid(self) -> bool:
         return True
+
+
+def _proxy_hash(proxy: type[ProxyValue], value: Any) -> str:
+    return proxy(value).get_hash()
 
 
 def get_proxy(raw_type: type) -> type[ProxyValue] | None:

@@ -5,6 +5,7 @@ Each helper returns an expression, so its inputs may themselves be lazy (a list 
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -124,11 +125,15 @@ def as_task(func: Callable[..., Any]) -> Task:
     """Turn a plain function into a task (registered under its module's namespace)."""
     if isinstance(func, Task):
         return func
-    existing = get_task_registry().get(f"{func.__module__}.{func.__name__}")
-    if existing is not None and existing.func is func:
+    existing = _as_task_made.get(func)
+    if existing is not None and get_task_registry().get(existing.fullname) is existing:
         return existing
     result: Task = task(func)
+    _as_task_made[func] = result
     return result
+
+
+_as_task_made: weakref.WeakKeyDictionary[Callable[..., Any], Task] = weakref.WeakKeyDictionary()
 
 
 __all__ = [

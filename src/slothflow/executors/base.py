@@ -44,11 +44,33 @@ Done = Callable[[Outcome], None]
 
 
 def run_job(spec: JobSpec) -> Outcome:
-    """Call a job's function, capturing any exception (used by every local executor)."""
+    """Call a job's function, capturing any exception (used by every local executor).
+
+    ``SystemExit`` (a task calling ``sys.exit``) is a task error like any other: letting it escape
+    would kill a pool thread without reporting the job, and the run would wait for it forever. Only
+    ``KeyboardInterrupt`` propagates, so that Ctrl-C stops an inline run.
+    """
     try:
         return Outcome(spec.job_id, True, spec.func(*spec.args, **spec.kwargs))
-    except Exception as exc:  # a task's own error: reported, never raised into the executor
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:  # a task's own error: reported, never raised into the executor
         return Outcome(spec.job_id, False, error=exc, traceback=format_task_traceback(exc))
+
+
+def report_safely(done: Done, job_id: str, make: Callable[[], Outcome], what: str) -> None:
+    """Call ``done`` exactly once with ``make()``, or with an :class:`ExecutorError` if ``make`` fails.
+
+    Used in future callbacks: an exception escaping a callback is only logged by ``concurrent.futures``,
+    which would leave the job unreported and the scheduler waiting forever.
+    """
+    try:
+        outcome = make()
+    except BaseException as exc:
+        from .._errors import ExecutorError
+
+        outcome = Outcome(job_id, False, error=ExecutorError(f"{what}: {type(exc).__name__}: {exc}"))
+    done(outcome)
 
 
 def format_task_traceback(exc: BaseException) -> str:
@@ -60,7 +82,7 @@ def format_task_traceback(exc: BaseException) -> str:
     return "".join(traceback.format_exception(type(exc), exc, tb))
 
 
-class Executor(ABC):
+class Executor(ABC):  # noqa: B024 (start and stop are optional hooks)
     """Runs jobs somewhere and reports their outcomes."""
 
     #: How many jobs may run at once (the scheduler never submits more).
@@ -70,12 +92,12 @@ class Executor(ABC):
         self.name = name
         self.config = dict(config or {})
 
-    def start(self) -> None:
+    def start(self) -> None:  # noqa: B027 (an optional hook)
         """Acquire resources (pools, clients); called before the first submit of a run."""
 
     @abstractmethod
     def submit(self, spec: JobSpec, done: Done) -> None:
         """Start running ``spec``; call ``done`` exactly once with its outcome (from any thread)."""
 
-    def stop(self) -> None:
+    def stop(self) -> None:  # noqa: B027 (an optional hook)
         """Release resources; called when the scheduler is closed."""

@@ -9,6 +9,7 @@ cannot cross processes fails the job with a :class:`~slothflow.SerializationErro
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import multiprocessing
 import pickle
 import sys
@@ -18,14 +19,32 @@ from typing import Any
 
 from .._errors import ExecutorError, SerializationError
 from .._serialize import wire_dumps, wire_loads
-from .base import Done, Executor, JobSpec, Outcome, format_task_traceback
+from .base import Done, Executor, JobSpec, Outcome, format_task_traceback, report_safely
+
+
+def _import_task_module(module_name: str, module_file: str | None) -> None:
+    """Import the module that defines a task, by name, or from its file when the name is not importable."""
+    if module_name in sys.modules:
+        return
+    try:
+        importlib.import_module(module_name)
+        return
+    except ModuleNotFoundError:
+        if not module_file:
+            raise
+    spec = importlib.util.spec_from_file_location(module_name, module_file)
+    if spec is None or spec.loader is None:
+        raise ExecutorError(f"cannot load module {module_name} from {module_file} in a worker process")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    spec.loader.exec_module(module)
 
 
 def _resolve(payload: bytes) -> tuple[Any, tuple[Any, ...], dict[str, Any]]:
     kind, target, args, kwargs = wire_loads(payload)
     if kind == "ref":
-        module_name, task_name = target
-        importlib.import_module(module_name)
+        module_name, task_name, module_file = target
+        _import_task_module(module_name, module_file)
         from .._task import get_task_registry
 
         task = get_task_registry().get(task_name)
@@ -35,17 +54,31 @@ def _resolve(payload: bytes) -> tuple[Any, tuple[Any, ...], dict[str, Any]]:
     return target, args, kwargs
 
 
+def _dump_error(exc: BaseException) -> bytes:
+    """Pickle a task's exception so that the scheduler can load it, or a stand-in that keeps its message.
+
+    Some exceptions pickle but cannot be unpickled (an ``__init__`` with other arguments than ``args``);
+    they are checked here, where the failure can still be explained.
+    """
+    try:
+        data = wire_dumps(exc)
+        pickle.loads(data)
+        return data
+    except Exception as problem:
+        stand_in = RuntimeError(
+            f"{type(exc).__module__}.{type(exc).__qualname__}: {exc} (the original exception could not be "
+            f"sent back from the worker process: {problem})"
+        )
+        return wire_dumps(stand_in)
+
+
 def _work(job_id: str, task_name: str, payload: bytes) -> tuple[str, bool, bytes, str]:
     """Runs in the worker: returns (job_id, ok, pickled result or error, traceback text)."""
     try:
         func, args, kwargs = _resolve(payload)
         result = func(*args, **kwargs)
-    except Exception as exc:
-        tb = format_task_traceback(exc)
-        try:
-            return job_id, False, wire_dumps(exc), tb
-        except Exception:
-            return job_id, False, wire_dumps(RuntimeError(f"{type(exc).__name__}: {exc}")), tb
+    except BaseException as exc:  # SystemExit too: the worker must report, not die
+        return job_id, False, _dump_error(exc), format_task_traceback(exc)
     try:
         return job_id, True, wire_dumps(result), ""
     except Exception as exc:
@@ -63,6 +96,7 @@ class ProcessExecutor(Executor):
         self.max_workers = int(self.config.get("max_workers", multiprocessing.cpu_count() or 2))
         self.start_method = str(self.config.get("start_method", "spawn"))
         self._pool: ProcessPoolExecutor | None = None
+        self._broken = False
 
     def start(self) -> None:
         if self._pool is None:
@@ -70,9 +104,6 @@ class ProcessExecutor(Executor):
             self._pool = ProcessPoolExecutor(self.max_workers, mp_context=ctx)
 
     def submit(self, spec: JobSpec, done: Done) -> None:
-        if self._pool is None:
-            self.start()
-        assert self._pool is not None
         try:
             payload = self._payload(spec)
         except Exception as exc:
@@ -82,40 +113,61 @@ class ProcessExecutor(Executor):
             )
             done(Outcome(spec.job_id, False, error=error))
             return
-        try:
-            future = self._pool.submit(_work, spec.job_id, spec.task_name, payload)
-        except (BrokenProcessPool, RuntimeError) as exc:
-            self._pool = None
-            done(Outcome(spec.job_id, False, error=ExecutorError(str(exc), spec.task_name, self.name)))
-            return
+        future: Future[tuple[str, bool, bytes, str]] | None = None
+        for attempt in range(2):
+            if self._pool is None or self._broken:
+                self._restart()
+            assert self._pool is not None
+            try:
+                future = self._pool.submit(_work, spec.job_id, spec.task_name, payload)
+                break
+            except (BrokenProcessPool, RuntimeError) as exc:
+                # A worker died earlier (os._exit, out of memory): the pool is unusable; start a new one.
+                self._broken = True
+                if attempt == 1:
+                    done(Outcome(spec.job_id, False, error=ExecutorError(
+                        f"cannot start {spec.task_name} in a worker process: {exc}", spec.task_name, self.name)))
+                    return
+        assert future is not None
 
-        def _report(fut: Future[tuple[str, bool, bytes, str]]) -> None:
+        def _outcome(fut: Future[tuple[str, bool, bytes, str]]) -> Outcome:
             try:
                 job_id, ok, data, tb = fut.result()
-                value = wire_loads(data)
             except BrokenProcessPool as exc:
-                done(Outcome(spec.job_id, False, error=ExecutorError(
-                    f"a worker process died while running {spec.task_name}: {exc}", spec.task_name, self.name)))
-                return
+                self._broken = True
+                return Outcome(spec.job_id, False, error=ExecutorError(
+                    f"a worker process died while running {spec.task_name}: {exc}", spec.task_name, self.name))
+            try:
+                value = wire_loads(data)
             except Exception as exc:
-                done(Outcome(spec.job_id, False, error=SerializationError(
-                    f"the result of task {spec.task_name} could not be loaded: {exc}", spec.task_name)))
-                return
+                return Outcome(spec.job_id, False, error=SerializationError(
+                    f"the result of task {spec.task_name} could not be loaded: {exc}", spec.task_name))
             if ok:
-                done(Outcome(job_id, True, value))
-            else:
-                done(Outcome(job_id, False, error=value, traceback=tb))
+                return Outcome(job_id, True, value)
+            return Outcome(job_id, False, error=value, traceback=tb)
 
-        future.add_done_callback(_report)
+        what = f"process executor {self.name!r} lost {spec.task_name}"
+        future.add_done_callback(lambda fut: report_safely(done, spec.job_id, lambda: _outcome(fut), what))
+
+    def _restart(self) -> None:
+        old, self._pool = self._pool, None
+        if old is not None:
+            old.shutdown(wait=False, cancel_futures=True)
+        self._broken = False
+        self.start()
 
     @staticmethod
     def _payload(spec: JobSpec) -> bytes:
         module = spec.task_module
-        if module and module != "__main__" and module in sys.modules:
+        qualname = getattr(spec.func, "__qualname__", "")
+        if module and module != "__main__" and module in sys.modules and "<locals>" not in qualname:
+            # A task defined at module level: the worker imports its module and finds it by name.
+            module_file = getattr(sys.modules[module], "__file__", None)
             try:
-                return wire_dumps(("ref", (module, spec.task_name), spec.args, spec.kwargs))
+                return wire_dumps(("ref", (module, spec.task_name, module_file), spec.args, spec.kwargs))
             except pickle.PicklingError:
                 pass
+        # Defined in __main__, a notebook, exec or inside a function: the function travels by value.
         return wire_dumps(("func", spec.func, spec.args, spec.kwargs))
 
     def stop(self) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
-from .base import Done, Executor, JobSpec, Outcome, run_job
+from .base import Done, Executor, JobSpec, Outcome, report_safely, run_job
 
 
 class ThreadExecutor(Executor):
@@ -25,7 +25,7 @@ class ThreadExecutor(Executor):
         future = self._pool.submit(run_job, spec)
 
         def _report(fut: Future[Outcome]) -> None:
-            done(fut.result())
+            report_safely(done, spec.job_id, fut.result, f"thread executor {self.name!r} lost {spec.task_name}")
 
         future.add_done_callback(_report)
 

@@ -30,6 +30,7 @@ from ._expression import Expression, SchedulerExpression, SimpleExpression, Task
 from ._file import File
 from ._hashing import hash_value, register_hasher
 from ._scheduler import Plan, PlannedCall, Scheduler, run
+from ._store.explain import Explanation, Reason
 from ._task import PartialTask, Task, get_current_namespace, get_task_registry, namespace, task
 from ._value import ProxyValue, Value
 
@@ -41,6 +42,7 @@ __all__ = [
     "Config",
     "ConfigError",
     "ExecutorError",
+    "Explanation",
     "Expression",
     "ExpressionError",
     "File",
@@ -49,6 +51,7 @@ __all__ = [
     "Plan",
     "PlannedCall",
     "ProxyValue",
+    "Reason",
     "Scheduler",
     "SchedulerExpression",
     "SerializationError",

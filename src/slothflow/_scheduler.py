@@ -251,8 +251,25 @@ class Scheduler:
         return self.load()
 
     def add_listener(self, listener: Listener) -> None:
-        """Call ``listener(event, job, stats)`` on job events (``started``, ``done``, ``cached``, ``failed``)."""
+        """Call ``listener(event, job, stats)`` on job events, in the scheduler's thread.
+
+        Events: ``started`` (submitted to its executor), ``waiting`` (its body returned expressions, now being
+        evaluated), ``done``, ``cached``, ``failed``.
+        """
         self._listeners.append(listener)
+
+    def explain(self, ident: str) -> list[Any]:
+        """Why a job (id or prefix), or every job of an execution that ran, was not reused from the cache.
+
+        Returns :class:`~slothflow.Explanation` objects; ``str()`` of one reads like ``slothflow explain``.
+        """
+        from ._store.explain import explain
+
+        store = self.load()
+        try:
+            return explain(store.conn, ident)
+        finally:
+            store.conn.rollback()
 
     def close(self) -> None:
         for executor in self.executors.values():
@@ -339,6 +356,10 @@ class _Run:
         self.waiting_limits: collections.deque[tuple[Job, JobSpec]] = collections.deque()
         self.limits_used: dict[str, int] = collections.defaultdict(int)
         self.in_flight: dict[str, Job] = {}
+        self.exec_busy: dict[str, int] = collections.defaultdict(int)
+        self.exec_queue: dict[str, collections.deque[tuple[Job, JobSpec]]] = collections.defaultdict(
+            collections.deque
+        )
         self.calls: dict[str, Call] = {}
         self.lookups: list[Job] = []
         # Per (expression object, evaluating job): one expression object may be returned by two bodies
@@ -948,7 +969,6 @@ class _Run:
 
     def _submit_all(self) -> None:
         batch, self.to_submit = self.to_submit, []
-        put = self.completions.put
         for job, spec in batch:
             if self.root_failed and self.scheduler.fail_fast:
                 continue
@@ -959,20 +979,37 @@ class _Run:
                     f"task {job.task.fullname} asks for executor {job.executor!r}, which is not configured "
                     f"(known: {known})", job.task.fullname, job.executor), "", job.call.cell if job.call else Cell())
                 continue
-            job.status = "running"
-            job.started = time.time()
-            self.in_flight[job.id] = job
-            self.stats.running += 1
-            self._emit("started", job)
-            if job.prov:
-                self._record_job(job)
-            executor.submit(spec, put)
+            # The scheduler, not the executor, holds jobs beyond an executor's capacity: "running" then means
+            # running, and a later executor (Dask, Slurm) is never flooded.
+            if self.exec_busy[executor.name] >= max(1, executor.max_workers):
+                job.status = "queued"
+                self.exec_queue[executor.name].append((job, spec))
+                self.stats.pending += 1
+                continue
+            self._submit(executor, job, spec)
+
+    def _submit(self, executor: Executor, job: Job, spec: JobSpec) -> None:
+        job.status = "running"
+        job.started = time.time()
+        self.in_flight[job.id] = job
+        self.exec_busy[executor.name] += 1
+        self.stats.running += 1
+        self._emit("started", job)
+        if job.prov:
+            self._record_job(job)
+        executor.submit(spec, self.completions.put)
 
     def _on_outcome(self, outcome: Outcome) -> None:
         job = self.in_flight.pop(outcome.job_id, None)
         if job is None:
             return
         self.stats.running -= 1
+        executor = self.scheduler.executors[job.executor]
+        self.exec_busy[executor.name] -= 1
+        queued = self.exec_queue[executor.name]
+        if queued and not (self.root_failed and self.scheduler.fail_fast):
+            self.stats.pending -= 1
+            self._submit(executor, *queued.popleft())
         if job.limits:
             self._release(job.limits)
         cell = job.call.cell if job.call else Cell()
@@ -1002,6 +1039,8 @@ class _Run:
             self.store.set_evaluation(job.eval_hash, job.task.hash, job.args_hash, value_hash)
         job.reduction_hash = value_hash
         if contains_expression(result):
+            if computed:
+                self._emit("waiting", job)  # the body returned; its result's expressions are evaluated now
             self._then(self.evaluate(result, job), lambda c: self._evaluated(job, c))
         else:
             self._finish(job, result, value_hash)

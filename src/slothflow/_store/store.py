@@ -9,18 +9,20 @@ them is committed).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
 import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, bindparam, create_engine, event, inspect, select, text
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import DatabaseError, OperationalError, SQLAlchemyError
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 
 from .._errors import SerializationError, StoreError, StoreLockedError, StoreVersionError
 from .._serialize import dumps, loads
@@ -29,6 +31,7 @@ from . import schema as s
 HEAD_REVISION = "0001"
 KNOWN_REVISIONS = ("0001",)
 INLINE_LIMIT = 64 * 1024
+DEFAULT_BUSY_TIMEOUT = 30.0  # seconds a SQLite writer waits for another one before StoreLockedError
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
 
@@ -46,23 +49,58 @@ def _type_name(value: Any) -> str:
 
 
 def sqlite_path(db_uri: str) -> str | None:
+    """The file of a SQLite URI (without any ``?query``), or None for other databases and in-memory ones."""
     if not db_uri.startswith("sqlite:"):
         return None
-    path = db_uri.split(":///", 1)[1] if ":///" in db_uri else ""
-    return None if path in ("", ":memory:") else path
+    try:
+        path = make_url(db_uri).database or ""
+    except ArgumentError:
+        path = db_uri.split(":///", 1)[1].split("?", 1)[0] if ":///" in db_uri else ""
+    return None if path in ("", ":memory:") or path.startswith("file::memory:") else path
+
+
+def _uri_timeout(db_uri: str) -> float | None:
+    try:
+        value = make_url(db_uri).query.get("timeout")
+    except ArgumentError:
+        return None
+    if isinstance(value, tuple):
+        value = value[-1]
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
 
 
 class Store:
     """A connection to one slothflow database (and its blob folder)."""
 
-    def __init__(self, db_uri: str, blob_dir: str | os.PathLike[str] | None = None, automigrate: bool = True):
+    def __init__(
+        self,
+        db_uri: str,
+        blob_dir: str | os.PathLike[str] | None = None,
+        automigrate: bool = True,
+        busy_timeout: float | None = None,
+    ):
+        """Open (and for a new database, create) a store.
+
+        ``busy_timeout`` is how long, in seconds, a SQLite write waits for another process's write lock
+        before :class:`StoreLockedError`; it may also be given as ``?timeout=`` in the URI.
+        """
         self.db_uri = db_uri
         self.is_sqlite = db_uri.startswith("sqlite")
+        if busy_timeout is None:
+            busy_timeout = _uri_timeout(db_uri)
+        self.busy_timeout = DEFAULT_BUSY_TIMEOUT if busy_timeout is None else float(busy_timeout)
         path = sqlite_path(db_uri)
         if path is not None:
             folder = Path(path).parent
-            if not folder.exists():
+            try:
                 folder.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StoreError(f"cannot create the folder of the database {db_uri}: {exc}", db_uri) from exc
+            if Path(path).is_dir():
+                raise StoreLockedError(f"cannot use the database {db_uri}: {path} is a directory", db_uri)
             if Path(path).exists() and not os.access(path, os.R_OK):
                 raise StoreLockedError(f"cannot read the database file {path}: check its permissions", db_uri)
         if blob_dir is None:
@@ -82,17 +120,20 @@ class Store:
     def _create_engine(self) -> Engine:
         try:
             if self.is_sqlite:
-                engine = create_engine(
-                    self.db_uri, connect_args={"timeout": 30, "check_same_thread": False}
-                )
+                timeout = self.busy_timeout
+                url = make_url(self.db_uri)
+                url = url.difference_update_query(["timeout"])
+                engine = create_engine(url, connect_args={"timeout": timeout, "check_same_thread": False})
 
                 @event.listens_for(engine, "connect")
                 def _pragmas(dbapi_conn: Any, record: Any) -> None:
                     cur = dbapi_conn.cursor()
-                    cur.execute("PRAGMA journal_mode=WAL")
-                    cur.execute("PRAGMA synchronous=NORMAL")
-                    cur.execute("PRAGMA busy_timeout=30000")
-                    cur.close()
+                    try:
+                        cur.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
+                        cur.execute("PRAGMA journal_mode=WAL")
+                        cur.execute("PRAGMA synchronous=NORMAL")
+                    finally:
+                        cur.close()
 
                 return engine
             return create_engine(self.db_uri, pool_pre_ping=True)
@@ -102,23 +143,34 @@ class Store:
     @property
     def conn(self) -> Connection:
         if self._conn is None:
-            try:
+            with self._errors():
                 self._conn = self.engine.connect()
-            except OperationalError as exc:
-                raise _classify(exc, self.db_uri) from exc
         return self._conn
 
-    def schema_version(self) -> str | None:
+    @contextlib.contextmanager
+    def _errors(self) -> Iterator[None]:
+        """Turn driver errors into :class:`StoreError` subclasses; leave the connection usable."""
         try:
+            yield
+        except DBAPIError as exc:
+            conn = self._conn
+            if conn is not None:
+                try:
+                    conn.rollback()
+                except SQLAlchemyError:
+                    self._conn = None
+                    with contextlib.suppress(SQLAlchemyError):
+                        conn.close()
+            raise _classify(exc, self.db_uri) from exc
+
+    def schema_version(self) -> str | None:
+        with self._errors():
             if not inspect(self.conn).has_table("alembic_version"):
                 self.conn.rollback()
                 return None
             row = self.conn.execute(text("SELECT version_num FROM alembic_version")).first()
             self.conn.rollback()
             return None if row is None else str(row[0])
-        except DatabaseError as exc:
-            self._conn = None
-            raise _classify(exc, self.db_uri) from exc
 
     def _check_schema(self, automigrate: bool) -> None:
         version = self.schema_version()
@@ -132,7 +184,12 @@ class Store:
             )
         fresh = version is None
         if automigrate and (fresh or self.is_sqlite):
-            self.upgrade()
+            try:
+                self.upgrade()
+            except StoreError:
+                # Another process may have created the schema at the same moment: fine if it is ours.
+                if self.schema_version() != HEAD_REVISION:
+                    raise
             return
         raise StoreVersionError(
             f"the database {self.db_uri} has schema version {version}, older than {HEAD_REVISION}: "
@@ -151,20 +208,23 @@ class Store:
             getattr(alembic_command, command)(cfg, revision)
 
     def upgrade(self, revision: str = "head") -> None:
-        try:
+        with self._errors():
             self._alembic("upgrade", revision)
-        except OperationalError as exc:
-            raise _classify(exc, self.db_uri) from exc
 
     def downgrade(self, revision: str) -> None:
-        self._alembic("downgrade", revision)
+        with self._errors():
+            self._alembic("downgrade", revision)
 
     def close(self) -> None:
-        if self._conn is not None:
-            self.flush()
-            self._conn.close()
-            self._conn = None
-        self.engine.dispose()
+        try:
+            if self._conn is not None:
+                self.flush()
+        finally:
+            if self._conn is not None:
+                with contextlib.suppress(SQLAlchemyError):
+                    self._conn.close()
+                self._conn = None
+            self.engine.dispose()
 
     # ------------------------------------------------------------------------------------ values
     def _blob_path(self, value_hash: str) -> Path:
@@ -185,18 +245,33 @@ class Store:
             "preview": _preview(value),
         }
         if len(data) > INLINE_LIMIT:
-            path = self._blob_path(value_hash)
-            if not path.exists():
-                path.parent.mkdir(parents=True, exist_ok=True)
-                fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-                with os.fdopen(fd, "wb") as fh:
-                    fh.write(data)
-                os.replace(tmp, path)
+            self._write_blob(self._blob_path(value_hash), data)
             row.update(storage="blob", data=None)
         else:
             row.update(storage="inline", data=data)
         self._buffer.setdefault("value", []).append(row)
         self._known_values.add(value_hash)
+
+    def _write_blob(self, path: Path, data: bytes) -> None:
+        """Write a blob atomically: a reader sees the whole file or none (temp file, then rename)."""
+        if path.exists():
+            return
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        except OSError as exc:
+            raise StoreError(f"cannot write to the blob folder {self.blob_dir}: {exc}", self.db_uri) from exc
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+            os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it private; a team cache is shared
+            os.replace(tmp, path)
+        except BaseException as exc:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            if isinstance(exc, OSError):
+                raise StoreError(f"cannot write a blob to {self.blob_dir}: {exc}", self.db_uri) from exc
+            raise
 
     def _decode(self, value_hash: str, storage: str, data: bytes | None) -> tuple[bool, Any]:
         if storage == "blob":
@@ -213,9 +288,10 @@ class Store:
 
     def load_value(self, value_hash: str) -> tuple[bool, Any]:
         """(found, value) for a stored value; a missing blob or unloadable value counts as not found."""
-        row = self.conn.execute(
-            select(s.value.c.storage, s.value.c.data).where(s.value.c.value_hash == value_hash)
-        ).first()
+        with self._errors():
+            row = self.conn.execute(
+                select(s.value.c.storage, s.value.c.data).where(s.value.c.value_hash == value_hash)
+            ).first()
         if row is None:
             return False, None
         return self._decode(value_hash, row.storage, row.data)
@@ -229,11 +305,17 @@ class Store:
         out: dict[str, tuple[str, Any, str | None]] = {}
         for i in range(0, len(eval_hashes), 500):
             chunk = eval_hashes[i : i + 500]
-            rows = self.conn.execute(self._query("reduction"), {"hashes": chunk}).all()
+            with self._errors():
+                rows = self.conn.execute(self._query("reduction"), {"hashes": chunk}).all()
+                calls = (
+                    self.conn.execute(self._query("calls"), {"hashes": [r.eval_hash for r in rows]}).all()
+                    if rows
+                    else []
+                )
             if not rows:
                 continue
             latest: dict[str, tuple[float, str]] = {}
-            for r in self.conn.execute(self._query("calls"), {"hashes": [r.eval_hash for r in rows]}):
+            for r in calls:
                 known = latest.get(r.eval_hash)
                 if known is None or r.created_at > known[0]:
                     latest[r.eval_hash] = (r.created_at, r.call_hash)
@@ -248,7 +330,9 @@ class Store:
         """Recorded final results per call, newest first: (call_hash, value_hash, subtree task hashes)."""
         found: dict[str, list[Any]] = {}
         for i in range(0, len(eval_hashes), 500):
-            for r in self.conn.execute(self._query("calls"), {"hashes": eval_hashes[i : i + 500]}):
+            with self._errors():
+                rows = self.conn.execute(self._query("calls"), {"hashes": eval_hashes[i : i + 500]}).all()
+            for r in rows:
                 found.setdefault(r.eval_hash, []).append(r)
         return {
             k: [
@@ -262,7 +346,7 @@ class Store:
         stmt = self._stmts.get(name)
         if stmt is not None:
             return stmt
-        hashes = bindparam("hashes", expanding=True)
+        hashes: Any = bindparam("hashes", expanding=True)
         if name == "reduction":
             e, v = s.evaluation, s.value
             stmt = (
@@ -355,15 +439,17 @@ class Store:
         )
 
     def start_execution(self, row: dict[str, Any]) -> None:
-        self.conn.execute(s.execution.insert(), [row])
-        self.conn.commit()
+        with self._errors():
+            self.conn.execute(s.execution.insert(), [row])
+            self.conn.commit()
 
     def end_execution(self, execution_id: str, status: str, root_job: str | None) -> None:
-        self.conn.execute(
-            s.execution.update()
-            .where(s.execution.c.id == execution_id)
-            .values(status=status, ended_at=time.time(), root_job=root_job)
-        )
+        with self._errors():
+            self.conn.execute(
+                s.execution.update()
+                .where(s.execution.c.id == execution_id)
+                .values(status=status, ended_at=time.time(), root_job=root_job)
+            )
 
     @property
     def pending(self) -> bool:
@@ -378,18 +464,25 @@ class Store:
             return
         buffer, self._buffer = self._buffer, {}
         jobs, self._jobs = self._jobs, {}
-        conn = self.conn
         try:
-            for table_name in ("task", "value", "evaluation", "call_node", "argument", "call_edge", "tag"):
-                rows = buffer.get(table_name)
-                if rows:
-                    conn.execute(self._statement(table_name), rows)
-            if jobs:
-                conn.execute(self._statement("job"), list(jobs.values()))
-            conn.commit()
-        except OperationalError as exc:
-            conn.rollback()
-            raise _classify(exc, self.db_uri) from exc
+            with self._errors():
+                conn = self.conn
+                for table_name in ("task", "value", "evaluation", "call_node", "argument", "call_edge", "tag"):
+                    rows = buffer.get(table_name)
+                    if rows:
+                        conn.execute(self._statement(table_name), rows)
+                if jobs:
+                    conn.execute(self._statement("job"), list(jobs.values()))
+                conn.commit()
+        except BaseException:
+            # Nothing was committed: keep the rows so that a later flush (after the lock is released,
+            # for example) still writes them.
+            for table_name, rows in buffer.items():
+                self._buffer[table_name] = rows + self._buffer.get(table_name, [])
+            for job_id, row in jobs.items():
+                newer = self._jobs.get(job_id)
+                self._jobs[job_id] = {**row, **newer} if newer else row
+            raise
 
     def _statement(self, table_name: str) -> Any:
         stmt = self._stmts.get(table_name)
@@ -408,7 +501,13 @@ class Store:
         return stmt
 
 
-def _classify(exc: DatabaseError, db_uri: str) -> StoreError:
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _classify(exc: DBAPIError, db_uri: str) -> StoreError:
     message = str(getattr(exc, "orig", exc))
     lowered = message.lower()
     if "locked" in lowered or "busy" in lowered:
@@ -420,4 +519,6 @@ def _classify(exc: DatabaseError, db_uri: str) -> StoreError:
         isinstance(getattr(exc, "orig", None), sqlite3.DatabaseError) and "malformed" in lowered
     ):
         return StoreLockedError(f"cannot use the database file of {db_uri}: {message}", db_uri)
+    if "connection" in lowered and ("refused" in lowered or "failed" in lowered):
+        return StoreError(f"cannot connect to the database {db_uri}: {message}", db_uri)
     return StoreError(f"database error on {db_uri}: {message}", db_uri)

@@ -18,7 +18,14 @@ from typing import Any
 import click
 from rich.console import Console
 
-from .._config import CONFIG_FILENAME, DEFAULT_CONFIG_TOML, PROJECT_DIRNAME, Config, load_project_config
+from .._config import (
+    CONFIG_FILENAME,
+    DEFAULT_CONFIG_TOML,
+    PROJECT_DIRNAME,
+    Config,
+    find_project_dir,
+    load_project_config,
+)
 from .._errors import CLIError, SlothflowError
 from .._scheduler import Plan, Scheduler
 from .._task import Task, get_task_registry
@@ -71,7 +78,10 @@ def _config(ctx: click.Context, create: bool = True) -> Config:
     folder = Path(obj["config_dir"]) if obj.get("config_dir") else None
     if folder is not None and not folder.is_dir():
         raise CLIError(f"config folder {folder} does not exist")
-    config = load_project_config(folder, create=create)
+    if obj.get("db_uri") and folder is None and find_project_dir() is None:
+        config = Config()  # --db alone names the database: no project folder is needed
+    else:
+        config = load_project_config(folder, create=create)
     if obj.get("db_uri"):
         config.read_dict({"backend": {"db_uri": obj["db_uri"]}})
     return config

@@ -48,7 +48,7 @@ class Progress:
                 self._running[job.id] = (job.describe(), time.monotonic())
             else:
                 self._running.pop(job.id, None)
-        if not self.live_mode and event != "started":
+        if not self.live_mode and event not in ("started", "waiting"):
             status = "ran" if event == "done" else event
             duration = f"{job.duration:7.2f}s" if status != "cached" else "        "
             self.console.file.write(f"[slothflow] {status:<6} {duration} {job.describe()}\n")

@@ -344,3 +344,12 @@ def test_readme_snippets_are_consistent() -> None:
     assert "slothflow run examples/quickstart.py main" in first_block
     assert "python3 -m pytest" in first_block
     assert textwrap.dedent(first_block).count("pip install") == 2
+
+
+def test_log_shows_arguments_of_a_failed_job(project: Path) -> None:
+    assert invoke("run", "wf.py", "boom", "--x", "41").exit_code == 1
+    execution = json.loads(invoke("log", "--format", "json").stdout)[0]
+    job = json.loads(invoke("log", execution["root_job"], "--format", "json").stdout)
+    assert job["status"] == "failed"
+    assert [(a["name"], a["preview"]) for a in job["arguments"]] == [("x", "41")]
+    assert "KeyError" in job["error_type"]

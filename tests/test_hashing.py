@@ -697,3 +697,78 @@ def test_normalize_source_keeps_semantics_visible() -> None:
     text = normalize_source('def f():\n    """doc"""\n    return "doc"\n')
     assert '"doc"' not in text.split("return")[0]
     assert "return 'doc'" in text
+
+
+# ------------------------------------------------------------------- helpers in the code hash
+
+HELPER_BASE = """
+import math
+import os.path
+from slothflow import task
+
+OFFSET = 3
+NAMES = ("a", "b")
+
+def _scale(x):
+    return x * 2 + _shift(x)
+
+def _shift(x):
+    return x + OFFSET
+
+class Point:
+    def norm(self):
+        return 1
+
+def _even(n):
+    return n == 0 or _odd(n - 1)
+
+def _odd(n):
+    return n != 0 and _even(n - 1)
+
+@task
+def other(x):
+    return x + 1
+
+def f(x):
+    return [_scale(x), Point(), NAMES, math.sqrt(x), os.path.join("a", "b"), other(x), _even(x)]
+"""
+
+HELPER_CHANGES = [
+    ("direct helper", "return x * 2 + _shift(x)", "return x * 3 + _shift(x)"),
+    ("helper of a helper", "return x + OFFSET", "return x - OFFSET"),
+    ("constant used by a helper", "OFFSET = 3", "OFFSET = 4"),
+    ("constant used directly", 'NAMES = ("a", "b")', 'NAMES = ("a", "c")'),
+    ("class", "return 1", "return 2"),
+    ("mutually recursive helper", "return n != 0 and _even(n - 1)", "return n != 0 and not _even(n - 1)"),
+]
+
+HELPER_NON_CHANGES = [
+    ("another task's body", "return x + 1\n", "return x + 2\n"),
+    ("an unused constant", "OFFSET = 3", "OFFSET = 3\nUNUSED = 5"),
+    ("a comment in a helper", "def _shift(x):", "def _shift(x):  # shift it"),
+]
+
+
+@pytest.mark.parametrize("what, old, new", HELPER_CHANGES, ids=[c[0] for c in HELPER_CHANGES])
+def test_helpers_and_constants_are_part_of_the_code_hash(tmp_path: Path, what: str, old: str, new: str) -> None:
+    assert old in HELPER_BASE
+    base = function_code_hash(load_function(tmp_path, HELPER_BASE))
+    assert function_code_hash(load_function(tmp_path, HELPER_BASE)) == base  # another module, same code
+    assert function_code_hash(load_function(tmp_path, HELPER_BASE.replace(old, new))) != base
+
+
+@pytest.mark.parametrize("what, old, new", HELPER_NON_CHANGES, ids=[c[0] for c in HELPER_NON_CHANGES])
+def test_what_is_not_part_of_the_code_hash(tmp_path: Path, what: str, old: str, new: str) -> None:
+    assert old in HELPER_BASE
+    base = function_code_hash(load_function(tmp_path, HELPER_BASE))
+    assert function_code_hash(load_function(tmp_path, HELPER_BASE.replace(old, new))) == base
+
+
+def test_mutually_recursive_helpers_hash_the_same_in_any_order(tmp_path: Path) -> None:
+    even_first = load_function(tmp_path, HELPER_BASE, "_even")
+    h_even = function_code_hash(even_first)
+    h_odd = function_code_hash(load_function(tmp_path, HELPER_BASE, "_odd"))
+    odd_first_module = load_function(tmp_path, HELPER_BASE, "_odd")
+    assert function_code_hash(odd_first_module) == h_odd
+    assert function_code_hash(odd_first_module.__globals__["_even"]) == h_even
+    assert h_even != h_odd

@@ -194,14 +194,6 @@ def test_replayed_reduction_calling_a_task_from_a_lazily_imported_module(tmp_pat
     assert ran["extra"] == 0 and ran["square(0)"] == 0
 
 
-HELPERS_NOT_HASHED = pytest.mark.xfail(
-    strict=True,
-    reason="DESIGN.md Hashing: a task's hash must cover the plain helpers and module constants it uses, "
-    "transitively; _hashing.function_code_hash hashes only the task's own source so far",
-)
-
-
-@HELPERS_NOT_HASHED
 def test_changed_helper_function_reruns_the_task_using_it(project: Project) -> None:
     project.edit(
         "@task\ndef square",
@@ -215,7 +207,6 @@ def test_changed_helper_function_reruns_the_task_using_it(project: Project) -> N
     assert ran == {**SQUARES_0_TO_2, "total": 1, "scale": 1, "report": 1}
 
 
-@HELPERS_NOT_HASHED
 def test_changed_module_constant_reruns_the_task_using_it(project: Project) -> None:
     project.edit("@task\ndef square", "OFFSET = 0\n\n\n@task\ndef square")
     project.edit("    return x * x\n", "    return x * x + OFFSET\n")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import time
 from collections.abc import Iterator
 from typing import IO, Any
 
@@ -23,6 +24,13 @@ def _stat_token(st: os.stat_result) -> tuple[int, ...]:
     return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev)
 
 
+# A digest is only remembered for a file whose last change is at least this much older than the moment
+# it was read. File systems stamp times with a coarse clock (a few milliseconds on Linux, up to seconds
+# elsewhere), so a file rewritten twice within one tick keeps its size, times and inode: its stat token
+# cannot tell the two contents apart, and only reading it again can ("racy" files, as git calls them).
+RACY_WINDOW_NS = 2_000_000_000
+
+
 def content_digest(path: str) -> str | None:
     """``sha256:<hex>`` of a local file's bytes, or None when it does not exist."""
     try:
@@ -33,9 +41,13 @@ def content_digest(path: str) -> str | None:
     known = _digests.get(path)
     if known is not None and known[0] == token:
         return known[1]
+    read_at = time.time_ns()
     with open(path, "rb") as fh:
         digest = "sha256:" + hashlib.file_digest(fh, "sha256").hexdigest()
-    _digests[path] = (token, digest)
+    if read_at - max(st.st_mtime_ns, st.st_ctime_ns) >= RACY_WINDOW_NS:
+        _digests[path] = (token, digest)
+    else:
+        _digests.pop(path, None)
     return digest
 
 

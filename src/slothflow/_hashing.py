@@ -270,6 +270,8 @@ def _find_encoder(cls: type) -> Callable[[Any, Write, int], None]:
         return _enc_class
     if issubclass(cls, enum.Enum):
         return _enc_enum
+    if issubclass(cls, BaseException):
+        return _enc_exception
     if issubclass(cls, tuple) and hasattr(cls, "_fields"):
         return _enc_namedtuple
     if dataclasses.is_dataclass(cls):
@@ -329,6 +331,13 @@ def _enc_hook(value: Any, write: Write, depth: int) -> None:
     digest = value.__slothflow_hash__()
     _enc_object_named(b"H", _qualname(type(value)), write)
     _enc_str(str(digest), write)
+
+
+def _enc_exception(value: BaseException, write: Write, depth: int) -> None:
+    """An exception is its type and arguments: notes, tracebacks and other attributes the machinery
+    attaches on the way (job ids, timings) must not change the hash of a ``catch`` recovery call."""
+    _enc_object_named(b"EX", _qualname(type(value)), write)
+    _encode(tuple(value.args), write, depth)
 
 
 def _enc_class(value: type, write: Write, depth: int) -> None:
@@ -512,18 +521,128 @@ _code_hash_cache: weakref.WeakKeyDictionary[Any, dict[str | None, str]] = weakre
 
 
 def function_code_hash(func: Callable[..., Any], source: str | None = None) -> str:
-    """Hash of a function's normalized source, or of its code object when no source exists."""
+    """Hash of a function's code: its normalized source (or code object when there is no source), plus
+    the user-code helpers it refers to, transitively (see :func:`helper_hashes`)."""
     try:
         per_func = _code_hash_cache.get(func)
     except TypeError:  # not weak-referenceable
         per_func = None
     if per_func is not None and source in per_func:
         return per_func[source]
-    result = _compute_code_hash(func, source)
+    own = _compute_code_hash(func, source)
+    cycles_before = getattr(_visiting, "cycles", 0)
+    helpers = helper_hashes(func)
+    result = hash_struct("with-helpers", own, *helpers) if helpers else own
+    if getattr(_visiting, "cycles", 0) != cycles_before:
+        # Mutually recursive helpers: this result depends on where the walk started; do not remember it,
+        # so that every process computes the same hash for the same starting function.
+        return result
     try:
         _code_hash_cache.setdefault(func, {})[source] = result
     except TypeError:
         pass
+    return result
+
+
+_CONSTANT_TYPES = (type(None), bool, int, float, complex, str, bytes, tuple, list, dict, set, frozenset)
+_visiting = threading.local()
+
+
+def helper_hashes(func: Callable[..., Any]) -> list[str]:
+    """``name=hash`` for each global the function's code refers to that is part of the user's own code.
+
+    Counted: plain functions and classes defined in the user's modules (their code, transitively) and
+    module constants holding plain data. Not counted: tasks and other slothflow objects (a called task is
+    cached on its own), modules, and anything from the standard library or installed packages.
+    """
+    code = getattr(func, "__code__", None)
+    glb = getattr(func, "__globals__", None)
+    if code is None or not isinstance(glb, dict):
+        return []
+    stack: set[int] = getattr(_visiting, "stack", None) or set()
+    _visiting.stack = stack
+    if id(func) in stack:
+        return []
+    stack.add(id(func))
+    try:
+        out = []
+        for name in sorted(_global_names(code)):
+            if name not in glb:
+                continue
+            part = _helper_part(glb[name])
+            if part is not None:
+                out.append(f"{name}={part}")
+        return out
+    finally:
+        stack.discard(id(func))
+
+
+def _global_names(code: types.CodeType) -> set[str]:
+    names: set[str] = set()
+    todo = [code]
+    while todo:
+        c = todo.pop()
+        names.update(c.co_names)
+        todo.extend(k for k in c.co_consts if isinstance(k, types.CodeType))
+    return names
+
+
+def _helper_part(value: Any) -> str | None:
+    if isinstance(value, types.ModuleType):
+        return None
+    if isinstance(value, types.FunctionType):
+        if not _is_user_code(value.__module__):
+            return None
+        if id(value) in getattr(_visiting, "stack", set()):
+            _visiting.cycles = getattr(_visiting, "cycles", 0) + 1
+            return "recursive:" + value.__qualname__
+        return "fn:" + function_code_hash(value)
+    if isinstance(value, type):
+        if not _is_user_code(value.__module__):
+            return None
+        source = get_source(value)
+        if source is None:
+            return None
+        try:
+            return "class:" + hash_struct(normalize_source(source))
+        except SyntaxError:
+            return "class:" + hash_struct(source)
+    if isinstance(value, _CONSTANT_TYPES) or isinstance(value, enum.Enum):
+        try:
+            return "const:" + hash_value(value)
+        except HashingError:
+            return None
+    return None
+
+
+_user_code_cache: dict[str, bool] = {}
+
+
+def _is_user_code(module_name: str | None) -> bool:
+    """True for the user's own modules (scripts, notebooks, their package), false for slothflow, the
+    standard library and installed packages."""
+    if not module_name:
+        return True
+    known = _user_code_cache.get(module_name)
+    if known is not None:
+        return known
+    result = True
+    top = module_name.split(".")[0]
+    if top == "slothflow" or top in sys.builtin_module_names or top in sys.stdlib_module_names:
+        result = False
+    else:
+        module = sys.modules.get(module_name)
+        path = getattr(module, "__file__", None)
+        if path:
+            import sysconfig
+
+            real = str(pathlib.Path(path).resolve())
+            for key in ("stdlib", "platstdlib", "purelib", "platlib"):
+                prefix = sysconfig.get_paths().get(key)
+                if prefix and real.startswith(str(pathlib.Path(prefix).resolve())):
+                    result = False
+                    break
+    _user_code_cache[module_name] = result
     return result
 
 

@@ -242,7 +242,9 @@ class Scheduler:
         if self._store is None:
             backend = self.config.section("backend")
             blob_dir = backend.get("blob_dir")
-            self._store = Store(self.db_uri, blob_dir=blob_dir, automigrate=migrate is not False)
+            timeout = backend.get("busy_timeout")
+            self._store = Store(self.db_uri, blob_dir=blob_dir, automigrate=migrate is not False,
+                                busy_timeout=None if timeout is None else float(timeout))
             log.info("slothflow database: %s", self.db_uri)
         return self._store
 
@@ -1122,6 +1124,12 @@ class _Run:
         if job.parent is None:
             self.root_failed = True
         if job.prov and not self.dryrun:
+            if origin:  # keep the failed call's inputs, so `slothflow log` can show what it was given
+                for name, value_hash in job.arg_hashes:
+                    try:
+                        self.store.add_value(value_hash, job.arguments[name])
+                    except SerializationError:
+                        pass
             self._record_job(job, tb if origin else "")
         self._emit("failed", job)
         self._fail(cell, error)
@@ -1145,6 +1153,7 @@ class _Run:
             "error_type": None,
             "error_message": None,
             "error_traceback": None,
+            "arguments": json.dumps(dict(job.arg_hashes)) if job.arg_hashes else None,
         }
         if job.error is not None:
             err = job.error

@@ -170,6 +170,14 @@ def job_detail(conn: Connection, job_id: str) -> dict[str, Any]:
         ]
         if call is not None:
             result = {"value_hash": call.value_hash, **previews.get(call.value_hash, {})}
+    if not arguments and r.arguments:  # a job that failed: its inputs are on the job row
+        recorded = json.loads(r.arguments)
+        previews = _value_previews(conn, set(recorded.values()))
+        arguments = [
+            {"name": name, "value_hash": h, "upstream_call": None,
+             **previews.get(h, {"type": "?", "preview": "<not stored>", "size": 0})}
+            for name, h in recorded.items()
+        ]
     out["arguments"] = arguments
     out["result"] = result
     out["children"] = [

@@ -6,6 +6,7 @@ Hashes are SHA-256 hex strings (the store's ``hash_algorithm``); times are UTC e
 from __future__ import annotations
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Column,
     Float,
@@ -39,7 +40,7 @@ value = Table(
     Column("type_name", String(512), nullable=False),
     # "inline": data holds the serialized value; "blob": data is empty, the bytes are in the blob store.
     Column("storage", String(16), nullable=False),
-    Column("size", Integer, nullable=False),
+    Column("size", BigInteger, nullable=False),
     Column("preview", String(200), nullable=False),
     Column("data", LargeBinary, nullable=True),
 )
@@ -116,6 +117,7 @@ job = Table(
     Column("error_type", String(512), nullable=True),
     Column("error_message", Text, nullable=True),
     Column("error_traceback", Text, nullable=True),
+    Column("arguments", Text, nullable=True),  # JSON {name: value_hash}: known even when the job failed
 )
 
 tag = Table(

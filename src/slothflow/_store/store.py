@@ -14,6 +14,7 @@ import json
 import os
 import sqlite3
 import tempfile
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -31,6 +32,7 @@ from . import schema as s
 HEAD_REVISION = "0001"
 KNOWN_REVISIONS = ("0001",)
 INLINE_LIMIT = 64 * 1024
+_ALEMBIC_LOCK = threading.Lock()
 DEFAULT_BUSY_TIMEOUT = 30.0  # seconds a SQLite writer waits for another one before StoreLockedError
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
@@ -114,7 +116,11 @@ class Store:
         self._jobs: dict[str, dict[str, Any]] = {}
         self._stmts: dict[str, Any] = {}
         self.last_flush = time.monotonic()
-        self._check_schema(automigrate)
+        try:
+            self._check_schema(automigrate)
+        except BaseException:
+            self._release()
+            raise
 
     # ----------------------------------------------------------------------------------- set-up
     def _create_engine(self) -> Engine:
@@ -203,7 +209,15 @@ class Store:
 
         cfg = AlembicConfig()
         cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
-        with self.engine.begin() as conn:
+        # Alembic keeps its running context in a module global: one migration at a time per process.
+        with _ALEMBIC_LOCK, self.engine.begin() as conn:
+            # One migration at a time per database, too: a second process waits for the first to
+            # commit, then finds the schema current. (pysqlite would otherwise run each DDL statement
+            # in its own implicit transaction, letting another process see a half-built schema.)
+            if self.is_sqlite:
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+            elif conn.dialect.name == "postgresql":
+                conn.execute(text("SELECT pg_advisory_xact_lock(7510928311)"))
             cfg.attributes["connection"] = conn
             getattr(alembic_command, command)(cfg, revision)
 
@@ -220,11 +234,14 @@ class Store:
             if self._conn is not None:
                 self.flush()
         finally:
-            if self._conn is not None:
-                with contextlib.suppress(SQLAlchemyError):
-                    self._conn.close()
-                self._conn = None
-            self.engine.dispose()
+            self._release()
+
+    def _release(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(SQLAlchemyError):
+                self._conn.close()
+            self._conn = None
+        self.engine.dispose()
 
     # ------------------------------------------------------------------------------------ values
     def _blob_path(self, value_hash: str) -> Path:

@@ -33,7 +33,7 @@ def upgrade() -> None:
         sa.Column("value_hash", H, primary_key=True),
         sa.Column("type_name", sa.String(512), nullable=False),
         sa.Column("storage", sa.String(16), nullable=False),
-        sa.Column("size", sa.Integer, nullable=False),
+        sa.Column("size", sa.BigInteger, nullable=False),
         sa.Column("preview", sa.String(200), nullable=False),
         sa.Column("data", sa.LargeBinary, nullable=True),
     )
@@ -103,6 +103,7 @@ def upgrade() -> None:
         sa.Column("error_type", sa.String(512), nullable=True),
         sa.Column("error_message", sa.Text, nullable=True),
         sa.Column("error_traceback", sa.Text, nullable=True),
+        sa.Column("arguments", sa.Text, nullable=True),
     )
     op.create_index("ix_job_execution_id", "job", ["execution_id"])
     op.create_index("ix_job_parent_id", "job", ["parent_id"])

@@ -31,6 +31,8 @@ task = Table(
     Column("name", String(256), nullable=False),
     Column("source", Text, nullable=False),
     Column("created_at", Float, nullable=False),
+    # JSON list of the user code the task hash covers beyond its own source: [{name, file, line, hash, source}]
+    Column("code_manifest", Text, nullable=True),
 )
 
 value = Table(
@@ -118,6 +120,8 @@ job = Table(
     Column("error_message", Text, nullable=True),
     Column("error_traceback", Text, nullable=True),
     Column("arguments", Text, nullable=True),  # JSON {name: value_hash}: known even when the job failed
+    Column("environment", Text, nullable=True),  # JSON {python, packages: {name: version}} the task's code uses
+    Column("reason", Text, nullable=True),  # why it ran instead of being reused, when the scheduler knows
 )
 
 tag = Table(
@@ -129,6 +133,16 @@ tag = Table(
     Column("value", Text, nullable=False),  # JSON
     Column("created_at", Float, nullable=False),
     Index("ix_tag_key_value", "key", "value"),
+)
+
+# Files inside stored values (lineage: which call produced or consumed a file).
+value_file = Table(
+    "value_file",
+    metadata,
+    Column("value_hash", HASH, primary_key=True),
+    Column("path", Text, primary_key=True),
+    Column("file_hash", HASH, nullable=False),
+    Index("ix_value_file_path", "path"),
 )
 
 # Remembered content digests of local files, keyed by their stat token (used by File hashing).

@@ -26,6 +26,7 @@ def upgrade() -> None:
         sa.Column("name", sa.String(256), nullable=False),
         sa.Column("source", sa.Text, nullable=False),
         sa.Column("created_at", sa.Float, nullable=False),
+        sa.Column("code_manifest", sa.Text, nullable=True),
     )
     op.create_index("ix_task_fullname", "task", ["fullname"])
     op.create_table(
@@ -104,6 +105,8 @@ def upgrade() -> None:
         sa.Column("error_message", sa.Text, nullable=True),
         sa.Column("error_traceback", sa.Text, nullable=True),
         sa.Column("arguments", sa.Text, nullable=True),
+        sa.Column("environment", sa.Text, nullable=True),
+        sa.Column("reason", sa.Text, nullable=True),
     )
     op.create_index("ix_job_execution_id", "job", ["execution_id"])
     op.create_index("ix_job_parent_id", "job", ["parent_id"])
@@ -118,6 +121,13 @@ def upgrade() -> None:
         sa.Column("created_at", sa.Float, nullable=False),
     )
     op.create_index("ix_tag_key_value", "tag", ["key", "value"])
+    op.create_table(
+        "value_file",
+        sa.Column("value_hash", H, primary_key=True),
+        sa.Column("path", sa.Text, primary_key=True),
+        sa.Column("file_hash", H, nullable=False),
+    )
+    op.create_index("ix_value_file_path", "value_file", ["path"])
     op.create_table(
         "file_digest",
         sa.Column("path", sa.Text, primary_key=True),
@@ -138,6 +148,6 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    for name in ("slothflow_meta", "file_digest", "tag", "job", "execution", "argument", "call_edge",
+    for name in ("slothflow_meta", "file_digest", "value_file", "tag", "job", "execution", "argument", "call_edge",
                  "call_node", "evaluation", "value", "task"):
         op.drop_table(name)

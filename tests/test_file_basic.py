@@ -8,10 +8,11 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from slothflow import File, hash_value
+from slothflow import File, HashingError, hash_value
 
 
 def _h(path: Path) -> str:
@@ -74,14 +75,20 @@ def test_rapid_same_size_rewrites_are_detected(tmp_path: Path) -> None:
 
 def test_missing_deleted_and_recreated_files(tmp_path: Path) -> None:
     p = tmp_path / "out.txt"
-    missing = _h(p)
+    with pytest.raises(HashingError, match="out.txt does not exist"):
+        _h(p)  # as a value (an argument or a result) a file must exist
+    missing = File(str(p)).get_hash()  # a File object itself may point at nothing yet
     p.write_text("x")
     present = _h(p)
-    assert missing != present
+    assert missing != present == File(str(p)).get_hash()
+    recorded = File(str(p))
+    recorded.update_hash()
     p.unlink()
-    assert _h(p) == missing
+    assert File(str(p)).get_hash() == missing
+    assert not recorded.is_valid()
     p.write_text("x")
     assert _h(p) == present
+    assert recorded.is_valid()
 
 
 def test_path_is_part_of_the_identity(tmp_path: Path) -> None:
@@ -108,7 +115,7 @@ def test_writing_through_file_updates_its_hash_and_validity(tmp_path: Path) -> N
 def test_file_hash_is_equal_in_another_process(tmp_path: Path) -> None:
     p = tmp_path / "shared.txt"
     p.write_text("across processes\n" * 100)
-    code = "import sys; from slothflow import File, hash_value; print(hash_value(File(sys.argv[1])))"
+    code = "import sys; from slothflow import File, HashingError, hash_value; print(hash_value(File(sys.argv[1])))"
     out = subprocess.run([sys.executable, "-c", code, str(p)], capture_output=True, text=True, check=True,
                          env={**os.environ, "PYTHONHASHSEED": "77"})
     assert out.stdout.strip() == _h(p)

@@ -17,7 +17,10 @@ from ._errors import (
     ConfigError,
     ExecutorError,
     ExpressionError,
+    FileAccessError,
     HashingError,
+    MissingFileError,
+    ScriptError,
     SerializationError,
     SlothflowError,
     StoreError,
@@ -27,9 +30,10 @@ from ._errors import (
     TaskLookupError,
 )
 from ._expression import Expression, SchedulerExpression, SimpleExpression, TaskExpression, ValueExpression
-from ._file import File
+from ._file import ContentDir, ContentFile, Dir, File, FileSet, StagingDir, StagingFile
 from ._hashing import hash_value, register_hasher
 from ._scheduler import Plan, PlannedCall, Scheduler, run
+from ._script import script
 from ._store.explain import Explanation, Reason
 from ._task import PartialTask, Task, get_current_namespace, get_task_registry, namespace, task
 from ._value import ProxyValue, Value
@@ -41,12 +45,18 @@ __all__ = [
     "CLIError",
     "Config",
     "ConfigError",
+    "ContentDir",
+    "ContentFile",
+    "Dir",
     "ExecutorError",
     "Explanation",
     "Expression",
     "ExpressionError",
     "File",
+    "FileAccessError",
+    "FileSet",
     "HashingError",
+    "MissingFileError",
     "PartialTask",
     "Plan",
     "PlannedCall",
@@ -54,9 +64,12 @@ __all__ = [
     "Reason",
     "Scheduler",
     "SchedulerExpression",
+    "ScriptError",
     "SerializationError",
     "SimpleExpression",
     "SlothflowError",
+    "StagingDir",
+    "StagingFile",
     "StoreError",
     "StoreLockedError",
     "StoreVersionError",
@@ -78,6 +91,7 @@ __all__ = [
     "namespace",
     "register_hasher",
     "run",
+    "script",
     "task",
     "throw",
     "version",

@@ -9,11 +9,14 @@ to do about it::
     ├── TaskLookupError          a task name is unknown (CLI, deserialized expression)
     ├── ExpressionError          misuse of a lazy expression (bool(), iteration without nout)
     ├── HashingError             a value cannot be hashed deterministically (names task and argument)
+    │   └── FileAccessError      a file or remote object cannot be read (names the path)
+    │       └── MissingFileError an input file, or a file a task returned, does not exist
     ├── SerializationError       a value cannot be stored or sent to another process
     ├── ExecutorError            an executor could not run a job (unknown executor, broken pool)
     ├── StoreError               the database cannot be used
     │   ├── StoreVersionError    the database was written by a newer (or older) schema
     │   └── StoreLockedError     the database file is locked or unreadable
+    ├── ScriptError              a shell script task exited non-zero (status, stderr tail)
     ├── ConfigError              invalid configuration
     └── CLIError                 bad command-line input (unknown task or file, unparsable value)
 
@@ -106,3 +109,30 @@ class ConfigError(SlothflowError, ValueError):
 class CLIError(SlothflowError):
     """Bad input on the command line."""
 
+
+
+class FileAccessError(HashingError):
+    """A file or remote object cannot be read, listed or written (permissions, credentials, protocol)."""
+
+    def __init__(
+        self, message: str, path: str | None = None, task_name: str | None = None, argument: str | None = None
+    ) -> None:
+        super().__init__(message, task_name=task_name, argument=argument, value_type="File")
+        self.path = path
+
+
+class MissingFileError(FileAccessError):
+    """A file that a task needs (an input, or an output it returned) does not exist."""
+
+
+class ScriptError(SlothflowError):
+    """A shell script task exited with a non-zero status."""
+
+    def __init__(self, message: str, returncode: int, stderr_tail: str = "", command: str = "") -> None:
+        super().__init__(message)
+        self.returncode = returncode
+        self.stderr_tail = stderr_tail
+        self.command = command
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (str(self), self.returncode, self.stderr_tail, self.command))

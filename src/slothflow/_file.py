@@ -1,58 +1,36 @@
-"""Files as values: a ``File``'s hash reflects the data it points to, so changed data reruns its consumers.
+"""Files as values: ``File``, ``Dir``, ``FileSet``, ``Staging*`` and ``Content*``, local or remote (fsspec).
 
-A local file's identity is its content digest. The digest is remembered per stat token (size, mtime_ns,
-ctime_ns, inode, device), so an unchanged file is read once per process, a ``touch`` or an identical
-rewrite changes nothing, and an edit whose mtime was restored is still seen because its ctime moved.
+A file value's hash covers its path and a fingerprint of the data there (see ``_fs``): when the data
+changes, so does the hash of every call that takes the file, and those calls rerun. A file recorded in a
+cached result is checked again before the result is reused (:meth:`File.is_valid`): an output that was
+deleted or changed since makes its producer rerun (make-like).
+
+Hashing a file that does not exist, as an argument or in a result, is an error naming the path; a recorded
+file that vanished is merely invalid.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
-import shutil
-import time
+import posixpath
 from collections.abc import Iterator
 from typing import IO, Any
 
+from . import _fs
 from ._hashing import hash_struct
 from ._value import Value
 
-_digests: dict[str, tuple[tuple[int, ...], str]] = {}
 
-
-def _stat_token(st: os.stat_result) -> tuple[int, ...]:
-    return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev)
-
-
-# A digest is only remembered for a file whose last change is at least this much older than the moment
-# it was read. File systems stamp times with a coarse clock (a few milliseconds on Linux, up to seconds
-# elsewhere), so a file rewritten twice within one tick keeps its size, times and inode: its stat token
-# cannot tell the two contents apart, and only reading it again can ("racy" files, as git calls them).
-RACY_WINDOW_NS = 2_000_000_000
-
-
-def content_digest(path: str) -> str | None:
-    """``sha256:<hex>`` of a local file's bytes, or None when it does not exist."""
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        return None
-    token = _stat_token(st)
-    known = _digests.get(path)
-    if known is not None and known[0] == token:
-        return known[1]
-    read_at = time.time_ns()
-    with open(path, "rb") as fh:
-        digest = "sha256:" + hashlib.file_digest(fh, "sha256").hexdigest()
-    if read_at - max(st.st_mtime_ns, st.st_ctime_ns) >= RACY_WINDOW_NS:
-        _digests[path] = (token, digest)
-    else:
-        _digests.pop(path, None)
-    return digest
+def normalize_path(path: str | os.PathLike[str]) -> str:
+    """The form a path is recorded under: absolute for local files, the URL as given for remote ones."""
+    text = os.fspath(path)
+    if _fs.is_local(text):
+        return os.path.abspath(_fs.local_path(text))
+    return text
 
 
 class File(Value):
-    """A file on local disk, referred to by path; its hash follows its content."""
+    """A file on local disk or in remote storage, referred to by path or URL."""
 
     type_name = "slothflow.File"
 
@@ -60,8 +38,25 @@ class File(Value):
         self.path = os.fspath(path)
         self._hash: str | None = None
 
+    # ------------------------------------------------------------------------------------- identity
+    @property
+    def filesystem(self) -> _fs.FileSystem:
+        return _fs.get_filesystem(self.path)
+
+    def _fingerprint(self) -> str | None:
+        return self.filesystem.fingerprint(self.path)
+
+    def _hash_of(self, fingerprint: str | None) -> str:
+        return hash_struct(type(self).type_name, self.path, fingerprint or "missing")
+
     def get_hash(self, data: bytes | None = None) -> str:
-        self._hash = hash_struct("File", self.path, content_digest(self.path) or "missing")
+        """The hash of the file as it is now (a missing file has a hash too: it can be created later)."""
+        self._hash = self._hash_of(self._fingerprint())
+        return self._hash
+
+    def __slothflow_hash__(self) -> str:
+        # As an argument or in a result the file must exist: a missing input is an error, not a value.
+        self._hash = self._hash_of(_fs.require_fingerprint(self.path))
         return self._hash
 
     @property
@@ -71,6 +66,16 @@ class File(Value):
     def update_hash(self) -> None:
         self.get_hash()
 
+    def is_valid(self) -> bool:
+        """True when the file still holds the data it held when this value was recorded."""
+        if self._hash is None:
+            return True
+        try:
+            fingerprint = self._fingerprint()
+        except _fs.FileAccessError:
+            return False
+        return fingerprint is not None and self._hash == self._hash_of(fingerprint)
+
     def __getstate__(self) -> dict[str, Any]:
         return {"path": self.path, "hash": self.hash}
 
@@ -78,45 +83,54 @@ class File(Value):
         self.path = state["path"]
         self._hash = state["hash"]
 
-    def is_valid(self) -> bool:
-        """True when the file still has the content it had when this value was recorded."""
-        recorded = self._hash
-        return recorded is not None and recorded == hash_struct(
-            "File", self.path, content_digest(self.path) or "missing"
-        )
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and other.path == self.path and other.hash == self.hash  # type: ignore[attr-defined]
 
+    def __hash__(self) -> int:
+        return hash((type(self).__name__, self.path))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.path!r})"
+
+    @classmethod
+    def parse_arg(cls, raw_type: type, arg: str) -> Any:
+        return cls(arg)
+
+    # ---------------------------------------------------------------------------------- operations
     def exists(self) -> bool:
-        return os.path.exists(self.path)
+        return self.filesystem.exists(self.path)
 
     def isfile(self) -> bool:
-        return os.path.isfile(self.path)
+        return self.filesystem.isfile(self.path)
 
     def isdir(self) -> bool:
-        return os.path.isdir(self.path)
+        return self.filesystem.isdir(self.path)
 
     def size(self) -> int:
-        return os.path.getsize(self.path)
+        return self.filesystem.size(self.path)
 
     def basename(self) -> str:
-        return os.path.basename(self.path)
+        return posixpath.basename(self.path.rstrip("/")) if "://" in self.path else os.path.basename(self.path)
 
     def dirname(self) -> str:
-        return os.path.dirname(self.path)
+        return posixpath.dirname(self.path) if "://" in self.path else os.path.dirname(self.path)
 
     def open(self, mode: str = "r", encoding: str | None = None, **kwargs: Any) -> IO[Any]:
+        """Open the file; closing a file opened for writing updates this value's hash."""
+        if encoding is not None:
+            kwargs["encoding"] = encoding
+        fh = self.filesystem.open(self.path, mode, **kwargs)
         if any(c in mode for c in "wax+"):
-            parent = os.path.dirname(self.path)
-            if parent:
-                os.makedirs(parent, exist_ok=True)
-        return _Tracked(self, open(self.path, mode, encoding=encoding, **kwargs))  # type: ignore[return-value]
+            return _Rehash(self, fh)  # type: ignore[return-value]
+        return fh
 
     def read(self, mode: str = "r", encoding: str | None = None) -> Any:
-        with open(self.path, mode, encoding=encoding) as fh:
+        with self.open(mode, encoding=encoding) as fh:
             return fh.read()
 
     def readlines(self, mode: str = "r") -> list[Any]:
-        with open(self.path, mode) as fh:
-            return fh.readlines()
+        with self.open(mode) as fh:
+            return list(fh.readlines())
 
     def write(self, data: str | bytes, mode: str = "w", encoding: str | None = None) -> None:
         if isinstance(data, bytes) and "b" not in mode:
@@ -125,35 +139,43 @@ class File(Value):
             fh.write(data)
 
     def touch(self) -> None:
-        with open(self.path, "a"):
-            os.utime(self.path)
+        self.filesystem.touch(self.path)
         self.update_hash()
 
     def remove(self) -> None:
-        os.remove(self.path)
+        self.filesystem.remove(self.path)
         self.update_hash()
 
     def copy_to(self, dest: File | str, skip_if_exists: bool = False) -> File:
+        """Copy to another path or URL (any file system to any other); returns the destination File."""
         target = dest if isinstance(dest, File) else File(dest)
         if not (skip_if_exists and target.exists()):
-            parent = os.path.dirname(target.path)
-            if parent:
-                os.makedirs(parent, exist_ok=True)
-            shutil.copyfile(self.path, target.path)
+            _fs.copy(self.path, target.path)
         target.update_hash()
         return target
 
-    def __repr__(self) -> str:
-        return f"File({self.path!r})"
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, File) and other.path == self.path and other.hash == self.hash
-
-    def __hash__(self) -> int:
-        return hash(self.path)
+    def stage(self, local: str | None = None) -> StagingFile:
+        """Pair this (remote) file with a local path, for script tasks."""
+        return StagingFile(File(local or self.basename()), self)
 
 
-class _Tracked:
+class ContentFile(File):
+    """A file hashed by its full content every time (no remembered digests, no version tokens)."""
+
+    type_name = "slothflow.ContentFile"
+
+    def _fingerprint(self) -> str | None:
+        import hashlib
+
+        if not self.filesystem.exists(self.path):
+            return None
+        h = hashlib.sha256()
+        for chunk in _fs.iter_chunks(self.path):
+            h.update(chunk)
+        return "sha256:" + h.hexdigest()
+
+
+class _Rehash:
     """A file object that refreshes its File's hash when closed after writing."""
 
     def __init__(self, file: File, fh: IO[Any]) -> None:
@@ -166,7 +188,7 @@ class _Tracked:
     def __iter__(self) -> Iterator[Any]:
         return iter(self._fh)
 
-    def __enter__(self) -> _Tracked:
+    def __enter__(self) -> _Rehash:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -175,3 +197,224 @@ class _Tracked:
     def close(self) -> None:
         self._fh.close()
         self._file.update_hash()
+
+
+class FileSet(Value):
+    """The files matching a glob pattern (``**`` recurses); hashed by their paths and fingerprints."""
+
+    type_name = "slothflow.FileSet"
+    file_class: type[File] = File
+
+    def __init__(self, pattern: str | os.PathLike[str]) -> None:
+        self.pattern = os.fspath(pattern)
+        self._hash: str | None = None
+
+    @property
+    def path(self) -> str:
+        return self.pattern
+
+    @property
+    def filesystem(self) -> _fs.FileSystem:
+        return _fs.get_filesystem(self.pattern)
+
+    def _paths(self) -> list[str]:
+        return self.filesystem.glob(self.pattern)
+
+    def files(self) -> list[File]:
+        return [self.file_class(p) for p in self._paths()]
+
+    def __iter__(self) -> Iterator[File]:
+        return iter(self.files())
+
+    def iter_subvalues(self) -> Iterator[Value]:
+        return iter(self.files())
+
+    def _listing(self) -> list[tuple[str, str]]:
+        return [(p, f._fingerprint() or "missing") for p, f in ((f.path, f) for f in self.files())]
+
+    def _hash_of(self, listing: list[tuple[str, str]]) -> str:
+        return hash_struct(type(self).type_name, self.pattern, *[f"{p}\0{fp}" for p, fp in listing])
+
+    def get_hash(self, data: bytes | None = None) -> str:
+        self._hash = self._hash_of(self._listing())
+        return self._hash
+
+    def __slothflow_hash__(self) -> str:
+        return self.get_hash()
+
+    @property
+    def hash(self) -> str:
+        return self._hash or self.get_hash()
+
+    def update_hash(self) -> None:
+        self.get_hash()
+
+    def is_valid(self) -> bool:
+        if self._hash is None:
+            return True
+        try:
+            return self._hash == self._hash_of(self._listing())
+        except _fs.FileAccessError:
+            return False
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"pattern": self.pattern, "hash": self.hash}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.pattern = state["pattern"]
+        self._hash = state["hash"]
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and other.path == self.path and other.hash == self.hash  # type: ignore[attr-defined]
+
+    def __hash__(self) -> int:
+        return hash((type(self).__name__, self.pattern))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.pattern!r})"
+
+
+class Dir(FileSet):
+    """A directory: hashed by the sorted (relative path, fingerprint) pairs of every file below it."""
+
+    type_name = "slothflow.Dir"
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        super().__init__(os.fspath(path).rstrip("/") or "/")
+
+    def _paths(self) -> list[str]:
+        if not self.filesystem.isdir(self.pattern):
+            return []
+        return self.filesystem.walk_files(self.pattern)
+
+    def _listing(self) -> list[tuple[str, str]]:
+        return [(self.rel_path(f.path), f._fingerprint() or "missing") for f in self.files()]
+
+    def __slothflow_hash__(self) -> str:
+        if not self.filesystem.isdir(self.pattern):
+            raise _fs.MissingFileError(f"directory {self.pattern} does not exist", path=self.pattern)
+        return self.get_hash()
+
+    def is_valid(self) -> bool:
+        try:
+            return self.filesystem.isdir(self.pattern) and super().is_valid()
+        except _fs.FileAccessError:
+            return False
+
+    def rel_path(self, path: str) -> str:
+        base = self.pattern
+        if "://" not in path and _fs.is_local(base):
+            return os.path.relpath(path, base)
+        stripped = _fs.split_protocol(path)[1]
+        prefix = _fs.split_protocol(base)[1].rstrip("/") + "/"
+        return stripped[len(prefix):] if stripped.startswith(prefix) else stripped
+
+    def file(self, rel: str) -> File:
+        sep = "/" if "://" in self.pattern else os.sep
+        return self.file_class(self.pattern + sep + rel)
+
+    def exists(self) -> bool:
+        return self.filesystem.isdir(self.pattern)
+
+    def mkdir(self) -> None:
+        self.filesystem.mkdir(self.pattern)
+
+    def rmdir(self, recursive: bool = False) -> None:
+        self.filesystem.rmdir(self.pattern, recursive=recursive)
+        self.update_hash()
+
+    def copy_to(self, dest: Dir | str, skip_if_exists: bool = False) -> Dir:
+        target = dest if isinstance(dest, Dir) else Dir(dest)
+        for f in self.files():
+            f.copy_to(target.file(self.rel_path(f.path)), skip_if_exists=skip_if_exists)
+        target.update_hash()
+        return target
+
+    def stage(self, local: str | None = None) -> StagingDir:
+        return StagingDir(Dir(local or posixpath.basename(self.pattern.rstrip("/"))), self)
+
+
+class ContentDir(Dir):
+    """A directory whose files are hashed by full content every time."""
+
+    type_name = "slothflow.ContentDir"
+    file_class = ContentFile
+
+
+class StagingFile(Value):
+    """A local file paired with a remote one: ``stage()`` copies remote to local, ``unstage()`` back."""
+
+    type_name = "slothflow.StagingFile"
+
+    def __init__(self, local: File | str, remote: File | str) -> None:
+        self.local = local if isinstance(local, File) else File(local)
+        self.remote = remote if isinstance(remote, File) else File(remote)
+
+    def stage(self) -> File:
+        return self.remote.copy_to(self.local)
+
+    def unstage(self) -> File:
+        return self.local.copy_to(self.remote)
+
+    def get_hash(self, data: bytes | None = None) -> str:
+        return hash_struct(type(self).type_name, self.local.path, self.remote.hash)
+
+    def __slothflow_hash__(self) -> str:
+        return hash_struct(type(self).type_name, self.local.path, self.remote.__slothflow_hash__())
+
+    def is_valid(self) -> bool:
+        return self.remote.is_valid()
+
+    def iter_subvalues(self) -> Iterator[Value]:
+        return iter((self.remote,))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.local.path!r}, {self.remote.path!r})"
+
+
+class StagingDir(Value):
+    """A local directory paired with a remote one."""
+
+    type_name = "slothflow.StagingDir"
+
+    def __init__(self, local: Dir | str, remote: Dir | str) -> None:
+        self.local = local if isinstance(local, Dir) else Dir(local)
+        self.remote = remote if isinstance(remote, Dir) else Dir(remote)
+
+    def stage(self) -> Dir:
+        return self.remote.copy_to(self.local)
+
+    def unstage(self) -> Dir:
+        return self.local.copy_to(self.remote)
+
+    def get_hash(self, data: bytes | None = None) -> str:
+        return hash_struct(type(self).type_name, self.local.path, self.remote.hash)
+
+    def __slothflow_hash__(self) -> str:
+        return hash_struct(type(self).type_name, self.local.path, self.remote.__slothflow_hash__())
+
+    def is_valid(self) -> bool:
+        return self.remote.is_valid()
+
+    def iter_subvalues(self) -> Iterator[Value]:
+        return iter((self.remote,))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.local.path!r}, {self.remote.path!r})"
+
+
+def iter_files(value: Any) -> Iterator[File]:
+    """Every File inside a value (lists, tuples, dicts, sets, dataclasses, Dirs, staging pairs)."""
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, File):
+            yield v
+        elif isinstance(v, Value):
+            stack.extend(v.iter_subvalues())
+        elif isinstance(v, (list, tuple, set, frozenset)):
+            stack.extend(v)
+        elif isinstance(v, dict):
+            stack.extend(v.values())
+        elif hasattr(v, "__dataclass_fields__") and not isinstance(v, type):
+            stack.extend(getattr(v, f) for f in v.__dataclass_fields__)

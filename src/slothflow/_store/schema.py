@@ -150,6 +150,7 @@ file_digest = Table(
     "file_digest",
     metadata,
     Column("path", Text, primary_key=True),
+    Column("directory", Text, nullable=False, index=True),
     Column("stat_token", String(128), nullable=False),
     Column("digest", String(80), nullable=False),
     Column("checked_at", Float, nullable=False),

@@ -26,6 +26,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 
 from .._errors import SerializationError, StoreError, StoreLockedError, StoreVersionError
+from .._file import iter_files, normalize_path
 from .._serialize import dumps, loads
 from . import schema as s
 
@@ -268,6 +269,12 @@ class Store:
             row.update(storage="inline", data=data)
         self._buffer.setdefault("value", []).append(row)
         self._known_values.add(value_hash)
+        if not isinstance(value, _PLAIN):
+            files = {normalize_path(f.path): f._hash or f.hash for f in iter_files(value)}
+            if files:
+                self._buffer.setdefault("value_file", []).extend(
+                    {"value_hash": value_hash, "path": p, "file_hash": h} for p, h in files.items()
+                )
 
     def _write_blob(self, path: Path, data: bytes) -> None:
         """Write a blob atomically: a reader sees the whole file or none (temp file, then rename)."""
@@ -392,6 +399,7 @@ class Store:
                 "name": task.name,
                 "source": task.source,
                 "created_at": time.time(),
+                "code_manifest": getattr(task, "code_manifest_json", None),
             }
         )
 
@@ -455,6 +463,22 @@ class Store:
             for k, v in tags
         )
 
+    # ------------------------------------------------------------------------------- file digests
+    def load_file_digests(self, directory: str) -> dict[str, tuple[str, str]]:
+        """Remembered (stat token, digest) of the local files in one directory."""
+        fd = s.file_digest
+        with self._errors():
+            rows = self.conn.execute(
+                select(fd.c.path, fd.c.stat_token, fd.c.digest).where(fd.c.directory == directory)
+            ).all()
+        return {r.path: (r.stat_token, r.digest) for r in rows}
+
+    def save_file_digest(self, path: str, token: str, digest: str) -> None:
+        self._buffer.setdefault("file_digest", []).append(
+            {"path": path, "directory": os.path.dirname(path), "stat_token": token, "digest": digest,
+             "checked_at": time.time()}
+        )
+
     def start_execution(self, row: dict[str, Any]) -> None:
         with self._errors():
             self.conn.execute(s.execution.insert(), [row])
@@ -484,9 +508,11 @@ class Store:
         try:
             with self._errors():
                 conn = self.conn
-                for table_name in ("task", "value", "evaluation", "call_node", "argument", "call_edge", "tag"):
+                for table_name in _TABLE_ORDER:
                     rows = buffer.get(table_name)
                     if rows:
+                        if table_name in _UPSERT:
+                            rows = _last_per_key(table_name, rows)
                         conn.execute(self._statement(table_name), rows)
                 if jobs:
                     conn.execute(self._statement("job"), list(jobs.values()))
@@ -509,13 +535,28 @@ class Store:
         insert = sqlite.insert if self.is_sqlite else postgresql.insert
         ins = insert(table)
         pk = [c.name for c in table.primary_key.columns]
-        if table_name in ("evaluation", "job", "tag"):
+        if table_name in _UPSERT or table_name == "job":
             updatable = [c.name for c in table.columns if c.name not in pk]
             stmt = ins.on_conflict_do_update(index_elements=pk, set_={c: ins.excluded[c] for c in updatable})
         else:
             stmt = ins.on_conflict_do_nothing(index_elements=pk)
         self._stmts[table_name] = stmt
         return stmt
+
+
+_TABLE_ORDER = ("task", "value", "value_file", "evaluation", "call_node", "argument", "call_edge", "tag",
+                "file_digest")
+_UPSERT = ("evaluation", "tag", "file_digest")
+_PLAIN = (type(None), bool, int, float, complex, str, bytes)
+
+
+def _last_per_key(table_name: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per primary key (the last), as PostgreSQL refuses to upsert a row twice in a statement."""
+    pk = [c.name for c in s.metadata.tables[table_name].primary_key.columns]
+    latest: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for row in rows:
+        latest[tuple(row[k] for k in pk)] = row
+    return list(latest.values())
 
 
 def _umask() -> int:

@@ -131,10 +131,12 @@ def upgrade() -> None:
     op.create_table(
         "file_digest",
         sa.Column("path", sa.Text, primary_key=True),
+        sa.Column("directory", sa.Text, nullable=False),
         sa.Column("stat_token", sa.String(128), nullable=False),
         sa.Column("digest", sa.String(80), nullable=False),
         sa.Column("checked_at", sa.Float, nullable=False),
     )
+    op.create_index("ix_file_digest_directory", "file_digest", ["directory"])
     op.create_table(
         "slothflow_meta",
         sa.Column("key", sa.String(64), primary_key=True),

@@ -1,0 +1,391 @@
+"""File systems and fingerprints: how slothflow knows whether the data behind a path changed.
+
+- A **local** file's fingerprint is the SHA-256 of its content, remembered per *stat token* (size,
+  mtime_ns, ctime_ns, inode, device). An unchanged file is read once (ever, when the store remembers the
+  digest); a ``touch`` or an identical rewrite changes the token but not the digest; an edit whose mtime was
+  restored (``cp -p``, ``tar x``) is still seen, because ctime cannot be set back.
+- A **remote** object (any fsspec URL: ``s3://``, ``gs://``, ``memory://``, ``http(s)://``, ...) is
+  fingerprinted by the version token its store keeps (VersionId, generation, ETag, checksums), treated as
+  opaque; without one, by its content when small, else by size and modification time.
+
+Digests are remembered in memory and, when a store is bound (:func:`bind_digest_store`), in the database,
+so a new process does not re-read a 10 GB file that did not change.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import threading
+import time
+from collections.abc import Iterator
+from typing import IO, Any, Protocol
+
+from ._errors import FileAccessError, MissingFileError
+
+# A digest is only remembered for a file whose last change is at least this much older than the moment
+# it was read. File systems stamp times with a coarse clock, so a file rewritten twice within one tick
+# keeps its size, times and inode: its stat token cannot tell the two contents apart, and only reading it
+# again can ("racy" files, as git calls them).
+RACY_WINDOW_NS = 2_000_000_000
+# Remote objects with no version token are hashed by content up to this size.
+REMOTE_CONTENT_LIMIT = 16 * 1024 * 1024
+
+LOCAL_PROTOCOLS = ("", "file", "local")
+
+
+def split_protocol(path: str) -> tuple[str, str]:
+    """("s3", "bucket/key") for "s3://bucket/key"; ("", path) for a local path."""
+    if "://" in path:
+        protocol, rest = path.split("://", 1)
+        return protocol.lower(), rest
+    return "", path
+
+
+def is_local(path: str) -> bool:
+    return split_protocol(path)[0] in LOCAL_PROTOCOLS
+
+
+def local_path(path: str) -> str:
+    """The OS path of a local path or file:// URL."""
+    protocol, rest = split_protocol(path)
+    return rest if protocol == "file" else path
+
+
+# ------------------------------------------------------------------------------------------ digests
+
+
+class DigestStore(Protocol):
+    """Where remembered local digests persist (the slothflow store)."""
+
+    def load_file_digests(self, directory: str) -> dict[str, tuple[str, str]]: ...
+
+    def save_file_digest(self, path: str, token: str, digest: str) -> None: ...
+
+
+class DigestCache:
+    """Content digests of local files by stat token: in memory, backed by the store when bound."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._memory: dict[str, tuple[str, str]] = {}
+        self._store: DigestStore | None = None
+        self._owner: int | None = None
+        self._loaded_dirs: set[str] = set()
+        self.reads = 0  # how many files were actually read (for tests and benchmarks)
+
+    def bind(self, store: DigestStore | None) -> None:
+        """Persist digests through ``store``; it is only used from the calling (scheduler) thread."""
+        with self._lock:
+            self._store = store
+            self._owner = threading.get_ident() if store is not None else None
+            self._loaded_dirs.clear()
+
+    def _lookup(self, path: str, token: str) -> str | None:
+        with self._lock:
+            known = self._memory.get(path)
+            store, owner = self._store, self._owner
+        if known is not None and known[0] == token:
+            return known[1]
+        if store is None or owner != threading.get_ident():
+            return None
+        directory = os.path.dirname(path)
+        if directory in self._loaded_dirs:
+            return None
+        rows = store.load_file_digests(directory)
+        with self._lock:
+            self._loaded_dirs.add(directory)
+            for p, entry in rows.items():
+                self._memory.setdefault(p, entry)
+            known = self._memory.get(path)
+        return known[1] if known is not None and known[0] == token else None
+
+    def _remember(self, path: str, token: str, digest: str) -> None:
+        with self._lock:
+            self._memory[path] = (token, digest)
+            store, owner = self._store, self._owner
+        if store is not None and owner == threading.get_ident():
+            store.save_file_digest(path, token, digest)
+
+    def digest(self, path: str) -> str | None:
+        """``sha256:<hex>`` of a local file, or None when it does not exist."""
+        path = os.path.abspath(path)
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise FileAccessError(f"cannot read {path}: {exc}", path=path) from exc
+        if not os.path.isfile(path):
+            raise FileAccessError(f"{path} is not a regular file", path=path)
+        token = f"{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}:{st.st_ino}:{st.st_dev}"
+        known = self._lookup(path, token)
+        if known is not None:
+            return known
+        read_at = time.time_ns()
+        try:
+            with open(path, "rb") as fh:
+                digest = "sha256:" + hashlib.file_digest(fh, "sha256").hexdigest()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise FileAccessError(f"cannot read {path}: {exc}", path=path) from exc
+        self.reads += 1
+        if read_at - max(st.st_mtime_ns, st.st_ctime_ns) >= RACY_WINDOW_NS:
+            self._remember(path, token, digest)
+        return digest
+
+
+digests = DigestCache()
+
+
+def bind_digest_store(store: DigestStore | None) -> None:
+    digests.bind(store)
+
+
+# ---------------------------------------------------------------------------------------- file systems
+
+
+class FileSystem:
+    """The operations slothflow needs on one kind of storage. Paths are full (with protocol if remote)."""
+
+    protocol = ""
+
+    def fingerprint(self, path: str) -> str | None:
+        raise NotImplementedError
+
+    def exists(self, path: str) -> bool:
+        raise NotImplementedError
+
+    def isfile(self, path: str) -> bool:
+        raise NotImplementedError
+
+    def isdir(self, path: str) -> bool:
+        raise NotImplementedError
+
+    def open(self, path: str, mode: str = "r", **kwargs: Any) -> IO[Any]:
+        raise NotImplementedError
+
+    def size(self, path: str) -> int:
+        raise NotImplementedError
+
+    def remove(self, path: str) -> None:
+        raise NotImplementedError
+
+    def mkdir(self, path: str) -> None:
+        raise NotImplementedError
+
+    def rmdir(self, path: str, recursive: bool = False) -> None:
+        raise NotImplementedError
+
+    def touch(self, path: str) -> None:
+        raise NotImplementedError
+
+    def glob(self, pattern: str) -> list[str]:
+        raise NotImplementedError
+
+    def walk_files(self, path: str) -> list[str]:
+        """Every file below a directory (recursively), as full paths, sorted."""
+        raise NotImplementedError
+
+
+class LocalFileSystem(FileSystem):
+    protocol = "local"
+
+    def fingerprint(self, path: str) -> str | None:
+        return digests.digest(local_path(path))
+
+    def exists(self, path: str) -> bool:
+        return os.path.exists(local_path(path))
+
+    def isfile(self, path: str) -> bool:
+        return os.path.isfile(local_path(path))
+
+    def isdir(self, path: str) -> bool:
+        return os.path.isdir(local_path(path))
+
+    def open(self, path: str, mode: str = "r", **kwargs: Any) -> IO[Any]:
+        p = local_path(path)
+        if any(c in mode for c in "wax+"):
+            parent = os.path.dirname(p)
+            if parent:
+                os.makedirs(parent, exist_ok=True)
+        return open(p, mode, **kwargs)  # noqa: SIM115 - the caller closes it
+
+    def size(self, path: str) -> int:
+        return os.path.getsize(local_path(path))
+
+    def remove(self, path: str) -> None:
+        os.remove(local_path(path))
+
+    def mkdir(self, path: str) -> None:
+        os.makedirs(local_path(path), exist_ok=True)
+
+    def rmdir(self, path: str, recursive: bool = False) -> None:
+        if recursive:
+            shutil.rmtree(local_path(path))
+        else:
+            os.rmdir(local_path(path))
+
+    def touch(self, path: str) -> None:
+        p = local_path(path)
+        parent = os.path.dirname(p)
+        if parent:
+            os.makedirs(parent, exist_ok=True)
+        with open(p, "a"):
+            os.utime(p)
+
+    def glob(self, pattern: str) -> list[str]:
+        import glob as globmod
+
+        return sorted(p for p in globmod.glob(local_path(pattern), recursive=True) if os.path.isfile(p))
+
+    def walk_files(self, path: str) -> list[str]:
+        root = local_path(path)
+        out: list[str] = []
+        for folder, _dirs, files in os.walk(root):
+            out.extend(os.path.join(folder, f) for f in files)
+        return sorted(out)
+
+
+_VERSION_KEYS = ("VersionId", "version_id", "generation", "ChecksumSHA256", "checksumSHA256", "md5Hash",
+                 "crc32c", "ETag", "etag", "e_tag")
+
+
+class FsspecFileSystem(FileSystem):
+    """Any fsspec protocol; the fingerprint is the store's opaque version token."""
+
+    def __init__(self, protocol: str) -> None:
+        self.protocol = protocol
+        self._fs: Any = None
+
+    @property
+    def fs(self) -> Any:
+        if self._fs is None:
+            try:
+                import fsspec
+            except ImportError as exc:  # pragma: no cover - fsspec is a dependency
+                raise FileAccessError(f"fsspec is needed for {self.protocol}:// paths") from exc
+            try:
+                self._fs = fsspec.filesystem(self.protocol)
+            except ValueError as exc:
+                raise FileAccessError(
+                    f"unknown file protocol {self.protocol!r}: {exc}", path=f"{self.protocol}://"
+                ) from exc
+            except ImportError as exc:
+                raise FileAccessError(
+                    f"{self.protocol}:// paths need an extra package: {exc}", path=f"{self.protocol}://"
+                ) from exc
+        return self._fs
+
+    def _call(self, what: str, path: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except FileNotFoundError:
+            raise
+        except (PermissionError, OSError, ValueError) as exc:
+            raise FileAccessError(f"cannot {what} {path}: {type(exc).__name__}: {exc}", path=path) from exc
+        except Exception as exc:  # botocore and friends raise their own types for refused credentials
+            raise FileAccessError(f"cannot {what} {path}: {type(exc).__name__}: {exc}", path=path) from exc
+
+    def fingerprint(self, path: str) -> str | None:
+        try:
+            info = self._call("read", path, self.fs.info, path)
+        except FileNotFoundError:
+            return None
+        if info.get("type") == "directory":
+            raise FileAccessError(f"{path} is a directory, not a file (use Dir)", path=path)
+        for key in _VERSION_KEYS:
+            value = info.get(key)
+            if value:
+                return f"{key}:{str(value).strip(chr(34))}"
+        size = info.get("size")
+        if size is not None and size <= REMOTE_CONTENT_LIMIT:
+            data = self._call("read", path, self.fs.cat_file, path)
+            return "sha256:" + hashlib.sha256(data).hexdigest()
+        stamp = info.get("mtime") or info.get("LastModified") or info.get("last_modified") or info.get("created")
+        return f"stat:{size}:{stamp}"
+
+    def exists(self, path: str) -> bool:
+        return bool(self._call("check", path, self.fs.exists, path))
+
+    def isfile(self, path: str) -> bool:
+        return bool(self._call("check", path, self.fs.isfile, path))
+
+    def isdir(self, path: str) -> bool:
+        return bool(self._call("check", path, self.fs.isdir, path))
+
+    def open(self, path: str, mode: str = "r", **kwargs: Any) -> IO[Any]:
+        return self._call("open", path, self.fs.open, path, mode, **kwargs)  # type: ignore[no-any-return]
+
+    def size(self, path: str) -> int:
+        return int(self._call("read", path, self.fs.size, path))
+
+    def remove(self, path: str) -> None:
+        self._call("remove", path, self.fs.rm, path)
+
+    def mkdir(self, path: str) -> None:
+        self._call("create", path, self.fs.makedirs, path, exist_ok=True)
+
+    def rmdir(self, path: str, recursive: bool = False) -> None:
+        self._call("remove", path, self.fs.rm, path, recursive=recursive)
+
+    def touch(self, path: str) -> None:
+        self._call("touch", path, self.fs.touch, path)
+
+    def _full(self, p: str) -> str:
+        return p if "://" in p else f"{self.protocol}://{p.lstrip('/') if self.protocol != 'memory' else p}"
+
+    def glob(self, pattern: str) -> list[str]:
+        found = self._call("list", pattern, self.fs.glob, pattern)
+        return sorted(self._full(p) for p in found if self._call("check", p, self.fs.isfile, p))
+
+    def walk_files(self, path: str) -> list[str]:
+        found = self._call("list", path, self.fs.find, path)
+        return sorted(self._full(p) for p in found)
+
+
+_local = LocalFileSystem()
+_remote: dict[str, FsspecFileSystem] = {}
+
+
+def get_filesystem(path: str) -> FileSystem:
+    protocol = split_protocol(path)[0]
+    if protocol in LOCAL_PROTOCOLS:
+        return _local
+    fs = _remote.get(protocol)
+    if fs is None:
+        fs = _remote[protocol] = FsspecFileSystem(protocol)
+    return fs
+
+
+def fingerprint(path: str) -> str | None:
+    """The fingerprint of the data at ``path`` (None when nothing is there)."""
+    return get_filesystem(path).fingerprint(path)
+
+
+def require_fingerprint(path: str) -> str:
+    fp = fingerprint(path)
+    if fp is None:
+        raise MissingFileError(f"file {path} does not exist", path=path)
+    return fp
+
+
+def copy(src: str, dest: str) -> None:
+    """Copy one file between any two file systems."""
+    src_fs, dest_fs = get_filesystem(src), get_filesystem(dest)
+    if src_fs is _local and dest_fs is _local:
+        parent = os.path.dirname(local_path(dest))
+        if parent:
+            os.makedirs(parent, exist_ok=True)
+        shutil.copyfile(local_path(src), local_path(dest))
+        return
+    with src_fs.open(src, "rb") as reader, dest_fs.open(dest, "wb") as writer:
+        shutil.copyfileobj(reader, writer, 1024 * 1024)
+
+
+def iter_chunks(path: str, size: int = 1024 * 1024) -> Iterator[bytes]:
+    with get_filesystem(path).open(path, "rb") as fh:
+        while chunk := fh.read(size):
+            yield chunk

@@ -37,6 +37,7 @@ class File(Value):
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = os.fspath(path)
         self._hash: str | None = None
+        self._fp: str | None = None  # the fingerprint behind _hash, when computed in this process
 
     # ------------------------------------------------------------------------------------- identity
     @property
@@ -47,7 +48,13 @@ class File(Value):
         return self.filesystem.fingerprint(self.path)
 
     def _hash_of(self, fingerprint: str | None) -> str:
+        self._fp = fingerprint
         return hash_struct(type(self).type_name, self.path, fingerprint or "missing")
+
+    def content_key(self) -> str | None:
+        """A key of the data alone (not the path's spelling), for lineage; None when the file is missing."""
+        fp = self._fp if self._fp is not None else self._fingerprint()
+        return None if fp is None else hash_struct("fingerprint", fp)
 
     def get_hash(self, data: bytes | None = None) -> str:
         """The hash of the file as it is now (a missing file has a hash too: it can be created later)."""
@@ -82,6 +89,7 @@ class File(Value):
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.path = state["path"]
         self._hash = state["hash"]
+        self._fp = None
 
     def __eq__(self, other: object) -> bool:
         return type(other) is type(self) and other.path == self.path and other.hash == self.hash  # type: ignore[attr-defined]

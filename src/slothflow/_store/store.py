@@ -270,7 +270,14 @@ class Store:
         self._buffer.setdefault("value", []).append(row)
         self._known_values.add(value_hash)
         if not isinstance(value, _PLAIN):
-            files = {normalize_path(f.path): f._hash or f.hash for f in iter_files(value)}
+            files: dict[str, str] = {}
+            for f in iter_files(value):
+                try:
+                    key = f.content_key()
+                except Exception:  # an unreachable remote file: no lineage row rather than a failed job
+                    key = None
+                if key is not None:
+                    files[normalize_path(f.path)] = key
             if files:
                 self._buffer.setdefault("value_file", []).extend(
                     {"value_hash": value_hash, "path": p, "file_hash": h} for p, h in files.items()

@@ -31,7 +31,7 @@ from .._scheduler import Plan, Scheduler
 from .._task import Task, get_task_registry
 from ._display import Progress
 from ._errors import user_traceback
-from ._log import render_log
+from ._log import render_lineage, render_log
 from ._params import parse_task_args
 
 err_console = Console(stderr=True)
@@ -279,14 +279,19 @@ def _print_plan(console: Console, plan: Plan) -> None:
 
 @cli.command()
 @click.argument("ident", required=False, metavar="[ID]")
+@click.option("--file", "file_path", default=None, metavar="PATH_OR_URL",
+              help="Where a file came from: the call that produced it, its code and inputs, recursively.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", help="Output format.")
 @click.option("-n", "--limit", default=20, show_default=True, help="How many executions to list.")
 @click.pass_context
-def log(ctx: click.Context, ident: str | None, fmt: str, limit: int) -> None:
+def log(ctx: click.Context, ident: str | None, file_path: str | None, fmt: str, limit: int) -> None:
     """Recent executions; with an execution ID (prefix), its job tree; with a job ID, that job."""
     scheduler = Scheduler(config=_config(ctx, create=False))
     try:
-        render_log(Console(), scheduler.store, ident, fmt, limit)
+        if file_path is not None:
+            render_lineage(Console(), scheduler.store, file_path, fmt)
+        else:
+            render_log(Console(), scheduler.store, ident, fmt, limit)
     finally:
         scheduler.close()
 

@@ -128,3 +128,43 @@ def _print_job(console: Console, data: dict[str, Any]) -> None:
     if data.get("source"):
         console.print("[bold]Task source[/]")
         console.print(Syntax(data["source"], "python", line_numbers=False))
+
+
+def render_lineage(console: Console, store: Store, path: str, fmt: str) -> None:
+    from .._store.lineage import file_lineage
+
+    try:
+        data = file_lineage(store.conn, path)
+    except NotFound as exc:
+        raise CLIError(str(exc)) from exc
+    finally:
+        store.conn.rollback()
+    if fmt == "json":
+        console.print_json(json.dumps(data))
+        return
+    state = "" if data["exists"] else "  [red](missing now)[/]"
+    if data["changed_since_recorded"]:
+        state = "  [yellow](changed since it was recorded)[/]"
+    tree = Tree(f"[bold]{data['path']}[/]{state}")
+    if data["raw_input"]:
+        branch = tree.add("raw input: no recorded call produced it; used by")
+        for c in data.get("consumers", []):
+            branch.add(f"{c['task']}  call {c['call_hash'][:8]}")
+        console.print(tree)
+        return
+    stack: list[tuple[Tree, dict[str, Any]]] = [(tree, data["producer"])]
+    while stack:
+        parent, node = stack.pop()
+        job = f"  job {node['job_id'][:8]}" if node.get("job_id") else ""
+        branch = parent.add(f"produced by [bold]{node['task']}[/]  call {node['call_hash'][:8]}{job}")
+        for arg in node.get("arguments", []):
+            label = f"{arg['name']} = {arg['preview']}"
+            up = arg.get("upstream")
+            if up is None:
+                kind = "input file" if arg["files"] else "value"
+                branch.add(f"{label}  [dim]({kind})[/]", highlight=False)
+            elif up.get("seen"):
+                branch.add(f"{label}  [dim](from {up['task']} {up['call_hash'][:8]}, shown above)[/]")
+            else:
+                stack.append((branch.add(label, highlight=False), up))
+    console.print(tree)

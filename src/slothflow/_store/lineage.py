@@ -1,0 +1,157 @@
+"""File lineage: which call produced a file, from which code and inputs, recursively down to raw inputs.
+
+Every stored value records the files inside it (table ``value_file``). The producer of a file is the call
+whose *result* holds it and none of whose child calls' results do (the call that made it, not the parents
+that passed it along). Its arguments lead upstream: an argument that came from another call's result
+(``argument.upstream_call``) is followed; one that holds files with no producer is a raw input.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Connection, select
+
+from .._file import File, normalize_path
+from . import schema as s
+from .queries import NotFound, _value_previews
+
+MAX_NODES = 500
+
+
+def _current_file_hash(path: str) -> str | None:
+    try:
+        return File(path).content_key()
+    except Exception:  # an unreachable remote store: lineage still answers from the records
+        return None
+
+
+def _files_in(conn: Connection, value_hashes: set[str]) -> dict[str, list[dict[str, str]]]:
+    out: dict[str, list[dict[str, str]]] = {}
+    if not value_hashes:
+        return out
+    rows = conn.execute(select(s.value_file).where(s.value_file.c.value_hash.in_(sorted(value_hashes))))
+    for r in rows:
+        out.setdefault(r.value_hash, []).append({"path": r.path, "file_hash": r.file_hash})
+    return out
+
+
+def _producer(conn: Connection, path: str) -> tuple[str | None, list[str], str | None]:
+    """(producing call hash, value hashes holding the file, its recorded file hash)."""
+    holders = conn.execute(
+        select(s.value_file.c.value_hash, s.value_file.c.file_hash).where(s.value_file.c.path == path)
+    ).all()
+    if not holders:
+        return None, [], None
+    by_value = {r.value_hash: r.file_hash for r in holders}
+    calls = conn.execute(
+        select(s.call_node.c.call_hash, s.call_node.c.value_hash, s.call_node.c.created_at).where(
+            s.call_node.c.value_hash.in_(sorted(by_value))
+        )
+    ).all()
+    if not calls:
+        return None, list(by_value), None
+    holding = {c.call_hash for c in calls}
+    children: dict[str, set[str]] = {}
+    for e in conn.execute(select(s.call_edge).where(s.call_edge.c.parent_call.in_(sorted(holding)))):
+        children.setdefault(e.parent_call, set()).add(e.child_call)
+    origins = [c for c in calls if not (children.get(c.call_hash, set()) & holding)] or list(calls)
+    current = _current_file_hash(path)
+    origins.sort(key=lambda c: ((by_value[c.value_hash] == current), c.created_at), reverse=True)
+    best = origins[0]
+    return best.call_hash, list(by_value), by_value[best.value_hash]
+
+
+def _call_node(conn: Connection, call_hash: str) -> dict[str, Any]:
+    call = conn.execute(select(s.call_node).where(s.call_node.c.call_hash == call_hash)).first()
+    if call is None:
+        return {"call_hash": call_hash, "missing": True}
+    task = conn.execute(select(s.task).where(s.task.c.hash == call.task_hash)).first()
+    job = conn.execute(
+        select(s.job.c.id, s.job.c.execution_id, s.job.c.status)
+        .where(s.job.c.call_hash == call_hash, s.job.c.status == "ran")
+        .order_by(s.job.c.started_at.desc())
+        .limit(1)
+    ).first()
+    args = conn.execute(
+        select(s.argument).where(s.argument.c.call_hash == call_hash).order_by(s.argument.c.position)
+    ).all()
+    previews = _value_previews(conn, {a.value_hash for a in args} | {call.value_hash})
+    files = _files_in(conn, {a.value_hash for a in args})
+    return {
+        "call_hash": call_hash,
+        "task": task.fullname if task is not None else "?",
+        "task_hash": call.task_hash,
+        "source": task.source if task is not None else None,
+        "created_at": call.created_at,
+        "job_id": job.id if job is not None else None,
+        "execution_id": job.execution_id if job is not None else None,
+        "result": previews.get(call.value_hash, {}).get("preview"),
+        "arguments": [
+            {
+                "name": a.name,
+                "value_hash": a.value_hash,
+                "preview": previews.get(a.value_hash, {}).get("preview", "<not stored>"),
+                "files": files.get(a.value_hash, []),
+                "upstream_call": a.upstream_call,
+                "upstream": None,
+            }
+            for a in args
+        ],
+    }
+
+
+def file_lineage(conn: Connection, path: str) -> dict[str, Any]:
+    """The lineage tree of a file (a local path or URL), as plain data."""
+    normalized = normalize_path(path)
+    producer, holders, recorded_hash = _producer(conn, normalized)
+    if not holders:
+        raise NotFound(f"no recorded call produced or used {normalized}")
+    current = _current_file_hash(normalized)
+    out: dict[str, Any] = {
+        "path": normalized,
+        "exists": current is not None,
+        "changed_since_recorded": current is not None and recorded_hash is not None and current != recorded_hash,
+        "producer": None,
+    }
+    if producer is None:
+        consumers = conn.execute(
+            select(s.argument.c.call_hash).where(s.argument.c.value_hash.in_(holders)).limit(20)
+        ).all()
+        tasks = conn.execute(
+            select(s.call_node.c.call_hash, s.call_node.c.task_hash).where(
+                s.call_node.c.call_hash.in_([c.call_hash for c in consumers])
+            )
+        ).all()
+        names = {
+            t.hash: t.fullname
+            for t in conn.execute(select(s.task.c.hash, s.task.c.fullname).where(
+                s.task.c.hash.in_([t.task_hash for t in tasks])))
+        }
+        out["raw_input"] = True
+        out["consumers"] = [{"call_hash": t.call_hash, "task": names.get(t.task_hash, "?")} for t in tasks]
+        return out
+    nodes: dict[str, dict[str, Any]] = {}
+    root = _call_node(conn, producer)
+    nodes[producer] = root
+    stack = [root]
+    while stack and len(nodes) < MAX_NODES:
+        node = stack.pop()
+        for arg in node.get("arguments", []):
+            upstream = arg["upstream_call"]
+            if upstream is None and arg["files"]:
+                # The file came out of another call inside a larger value (a dict, a list): find its maker.
+                made_by, _, _ = _producer(conn, arg["files"][0]["path"])
+                upstream = made_by if made_by != node["call_hash"] else None
+            if upstream is None:
+                continue
+            if upstream in nodes:
+                arg["upstream"] = {"call_hash": upstream, "task": nodes[upstream].get("task"), "seen": True}
+                continue
+            child = _call_node(conn, upstream)
+            nodes[upstream] = child
+            arg["upstream"] = child
+            stack.append(child)
+    out["raw_input"] = False
+    out["producer"] = root
+    return out

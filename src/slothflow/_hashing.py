@@ -16,6 +16,7 @@ removed, printed by ``ast.unparse``, so comments and formatting do not count but
 from __future__ import annotations
 
 import ast
+import collections
 import dataclasses
 import datetime
 import decimal
@@ -23,6 +24,7 @@ import enum
 import hashlib
 import inspect
 import math
+import os
 import pathlib
 import pickle
 import sys
@@ -491,15 +493,16 @@ def _drop_docstring(node: ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef 
         node.body = body[1:] or [ast.Pass()]
 
 
-def normalize_source(source: str) -> str:
+def normalize_source(source: str, keep_decorators: bool = False) -> str:
     """The canonical text of a function's source: no decorators, docstring, comments or formatting.
 
-    Only the decorators of the outermost definition are dropped (they are how a task is declared); the
-    decorators of functions and classes defined inside the body are code like any other.
+    Only the decorators of the outermost definition are dropped (they are how a task is declared), unless
+    ``keep_decorators`` (a helper's decorators change what it does); the decorators of functions and classes
+    defined inside the body are code like any other.
     """
     tree = _parse_source(source)
     for top in tree.body:
-        if isinstance(top, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+        if not keep_decorators and isinstance(top, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
             top.decorator_list = []
     for node in ast.walk(tree):
         if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef | ast.Module):
@@ -515,69 +518,91 @@ def get_source(func: Callable[..., Any]) -> str | None:
         return None
 
 
+# ------------------------------------------------------------------------------- transitive code
+#
+# A function's code hash covers its own normalized source and, beyond it, the user code it reaches: the plain
+# functions, classes (with their methods), module constants, closure variables and default values it refers
+# to, transitively, within the user's own modules. The walk is breadth-first over objects (so cycles and deep
+# call chains cost nothing special) and the result is a *set* of items, each hashed from its own source or
+# value: the same starting function gives the same hash whatever order the items are met in. Per-object
+# facts (normalized source, referenced names) are computed once per process; only name resolution is redone.
+
+
+@dataclasses.dataclass(frozen=True)
+class CodeInfo:
+    """What a function's code hash covers.
+
+    ``own`` hashes the function's normalized source; ``manifest`` lists the user code beyond it that the hash
+    covers, one dict per item: ``kind`` (function, class, constant, closure, default), ``name``, ``file``,
+    ``line``, ``hash`` and ``source`` (the source text, or a short repr of a value). ``modules`` are the
+    top-level names of installed (non-user, non-standard-library) modules the code refers to.
+    """
+
+    hash: str
+    own: str
+    manifest: tuple[dict[str, Any], ...]
+    modules: frozenset[str]
+
+
 # Per function object (code objects compare equal across functions that differ only in default values
-# or annotations, so they cannot be the key).
-_code_hash_cache: weakref.WeakKeyDictionary[Any, dict[str | None, str]] = weakref.WeakKeyDictionary()
+# or annotations, so they cannot be the key), then per ``source`` override.
+_code_info_cache: weakref.WeakKeyDictionary[Any, dict[str | None, CodeInfo]] = weakref.WeakKeyDictionary()
+_walking = threading.local()
 
 
 def function_code_hash(func: Callable[..., Any], source: str | None = None) -> str:
     """Hash of a function's code: its normalized source (or code object when there is no source), plus
-    the user-code helpers it refers to, transitively (see :func:`helper_hashes`)."""
+    the user code it refers to, transitively (see :func:`code_info`)."""
+    return code_info(func, source).hash
+
+
+def code_info(func: Callable[..., Any], source: str | None = None) -> CodeInfo:
+    """The code hash of ``func`` with the list of user code it covers (computed once per function)."""
     try:
-        per_func = _code_hash_cache.get(func)
+        per_func = _code_info_cache.get(func)
     except TypeError:  # not weak-referenceable
         per_func = None
     if per_func is not None and source in per_func:
         return per_func[source]
-    own = _compute_code_hash(func, source)
-    cycles_before = getattr(_visiting, "cycles", 0)
-    helpers = helper_hashes(func)
-    result = hash_struct("with-helpers", own, *helpers) if helpers else own
-    if getattr(_visiting, "cycles", 0) != cycles_before:
-        # Mutually recursive helpers: this result depends on where the walk started; do not remember it,
-        # so that every process computes the same hash for the same starting function.
-        return result
+    active: set[int] | None = getattr(_walking, "active", None)
+    if active is None:
+        active = _walking.active = set()
+    # A walk started while another one runs (a function inside a constant's value) may be cut short by
+    # the self-reference guards of value hashing: its result is not remembered.
+    nested = bool(active)
+    active.add(id(func))
     try:
-        _code_hash_cache.setdefault(func, {})[source] = result
-    except TypeError:
-        pass
-    return result
-
-
-_CONSTANT_TYPES = (type(None), bool, int, float, complex, str, bytes, tuple, list, dict, set, frozenset)
-_visiting = threading.local()
-
-
-def helper_hashes(func: Callable[..., Any]) -> list[str]:
-    """``name=hash`` for each global the function's code refers to that is part of the user's own code.
-
-    Counted: plain functions and classes defined in the user's modules (their code, transitively) and
-    module constants holding plain data. Not counted: tasks and other slothflow objects (a called task is
-    cached on its own), modules, and anything from the standard library or installed packages.
-    """
-    code = getattr(func, "__code__", None)
-    glb = getattr(func, "__globals__", None)
-    if code is None or not isinstance(glb, dict):
-        return []
-    stack: set[int] = getattr(_visiting, "stack", None) or set()
-    _visiting.stack = stack
-    if id(func) in stack:
-        return []
-    stack.add(id(func))
-    try:
-        out = []
-        for name in sorted(_global_names(code)):
-            if name not in glb:
-                continue
-            part = _helper_part(glb[name])
-            if part is not None:
-                out.append(f"{name}={part}")
-        return out
+        info = _CodeWalk(func, source).run()
     finally:
-        stack.discard(id(func))
+        active.discard(id(func))
+    if not nested:
+        try:
+            _code_info_cache.setdefault(func, {})[source] = info
+        except TypeError:
+            pass
+    return info
 
 
-def _global_names(code: types.CodeType) -> set[str]:
+@dataclasses.dataclass
+class _Facts:
+    """What never changes for one function or class object: its own hash and the names its code uses."""
+
+    own: str
+    names: tuple[str, ...]  # global names the code loads
+    chains: tuple[tuple[str, ...], ...] | None  # dotted references ``a.b.c`` (None: no source, use co_names)
+    local_imports: tuple[tuple[str, str], ...]  # (alias, module) imported inside the body
+    from_imports: tuple[tuple[str, str], ...]  # (module, name) imported inside the body with ``from``
+    file: str | None
+    line: int | None
+    source: str | None
+
+
+_facts_cache: weakref.WeakKeyDictionary[Any, dict[tuple[str | None, bool], _Facts]] = weakref.WeakKeyDictionary()
+_CONSTANT_TYPES = (type(None), bool, int, float, complex, str, bytes, tuple, list, dict, set, frozenset)
+_MAX_CONTAINER_SCAN = 1000
+
+
+def _code_names(code: types.CodeType) -> set[str]:
     names: set[str] = set()
     todo = [code]
     while todo:
@@ -587,32 +612,436 @@ def _global_names(code: types.CodeType) -> set[str]:
     return names
 
 
-def _helper_part(value: Any) -> str | None:
-    if isinstance(value, types.ModuleType):
-        return None
-    if isinstance(value, types.FunctionType):
-        if not _is_user_code(value.__module__):
-            return None
-        if id(value) in getattr(_visiting, "stack", set()):
-            _visiting.cycles = getattr(_visiting, "cycles", 0) + 1
-            return "recursive:" + value.__qualname__
-        return "fn:" + function_code_hash(value)
-    if isinstance(value, type):
-        if not _is_user_code(value.__module__):
-            return None
-        source = get_source(value)
-        if source is None:
-            return None
-        try:
-            return "class:" + hash_struct(normalize_source(source))
-        except SyntaxError:
-            return "class:" + hash_struct(source)
-    if isinstance(value, _CONSTANT_TYPES) or isinstance(value, enum.Enum):
-        try:
-            return "const:" + hash_value(value)
-        except HashingError:
-            return None
+def _dotted(node: ast.Attribute) -> tuple[str, ...] | None:
+    parts: list[str] = []
+    cur: ast.expr = node
+    while isinstance(cur, ast.Attribute):
+        parts.append(cur.attr)
+        cur = cur.value
+    if isinstance(cur, ast.Name):
+        return (cur.id, *reversed(parts))
     return None
+
+
+def _scan_nodes(nodes: list[ast.AST]) -> tuple[set[str], set[tuple[str, ...]], set[tuple[str, str]],
+                                                 set[tuple[str, str]]]:
+    names: set[str] = set()
+    chains: set[tuple[str, ...]] = set()
+    local_imports: set[tuple[str, str]] = set()
+    from_imports: set[tuple[str, str]] = set()
+    for top in nodes:
+        for node in ast.walk(top):
+            if isinstance(node, ast.Name):
+                names.add(node.id)
+            elif isinstance(node, ast.Attribute):
+                chain = _dotted(node)
+                if chain is not None:
+                    chains.add(chain)
+            elif isinstance(node, ast.Import):
+                for alias in node.names:
+                    if alias.asname:
+                        local_imports.add((alias.asname, alias.name))
+                    else:
+                        local_imports.add((alias.name.split(".")[0], alias.name.split(".")[0]))
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                for alias in node.names:
+                    if alias.name != "*":
+                        from_imports.add((node.module, alias.name))
+    return names, chains, local_imports, from_imports
+
+
+def _location(code: types.CodeType | None) -> tuple[str | None, int | None]:
+    if code is None:
+        return None, None
+    return _display_path(code.co_filename), code.co_firstlineno
+
+
+def _display_path(path: str | None) -> str | None:
+    """A file path as a user reads it: relative to the working directory when inside it."""
+    if not path or path.startswith("<"):
+        return path
+    try:
+        rel = os.path.relpath(path)
+    except ValueError:
+        return path
+    return path if rel.startswith("..") else rel
+
+
+def _function_facts(func: Any, source: str | None, root: bool) -> _Facts:
+    key = (source, root)
+    try:
+        per = _facts_cache.get(func)
+    except TypeError:
+        per = None
+    if per is not None and key in per:
+        return per[key]
+    code: types.CodeType | None = getattr(func, "__code__", None)
+    if source is not None:
+        text: str | None = source
+    elif code is not None:
+        text = _code_source(code)
+    else:
+        text = None
+    own = _compute_code_hash(func, text, keep_decorators=not root, given=source is not None)
+    co_names = _code_names(code) if code is not None else set()
+    tree = None
+    if text is not None:
+        try:
+            tree = _parse_source(text)
+        except SyntaxError:
+            tree = None
+    if tree is not None:
+        names, chains, local_imports, from_imports = _scan_nodes([tree])
+        used = tuple(sorted(co_names & names)) if code is not None else tuple(sorted(names))
+        facts = _Facts(own, used, tuple(sorted(chains)), tuple(sorted(local_imports)), tuple(sorted(from_imports)),
+                       *_location(code), text)
+    else:
+        facts = _Facts(own, tuple(sorted(co_names)), None, (), (), *_location(code), text)
+    try:
+        _facts_cache.setdefault(func, {})[key] = facts
+    except TypeError:
+        pass
+    return facts
+
+
+def _code_source(code: types.CodeType) -> str | None:
+    # From the code object, not the function: inspect.getsource(function) follows ``__wrapped__`` and would
+    # give a decorator's wrapper the source of the function it wraps.
+    try:
+        return inspect.getsource(code)
+    except (OSError, TypeError, IndexError):
+        return None
+
+
+# Class sources, located through one parse per file (inspect.getsource parses the whole file per class).
+_class_index: dict[str, tuple[list[str], dict[str, tuple[int, int]]]] = {}
+
+
+def _class_source(cls: type) -> tuple[str, str, int] | None:
+    """(source, file, first line) of a class defined in a file, decorators included."""
+    module = sys.modules.get(cls.__module__)
+    path = getattr(module, "__file__", None)
+    if not path:
+        return None
+    import linecache
+
+    lines = linecache.getlines(path, getattr(module, "__dict__", None))
+    if not lines:
+        return None
+    cached = _class_index.get(path)
+    if cached is None or cached[0] is not lines:
+        try:
+            tree = ast.parse("".join(lines))
+        except SyntaxError:
+            return None
+        spans: dict[str, tuple[int, int]] = {}
+        stack: list[tuple[ast.AST, str]] = [(tree, "")]
+        while stack:
+            node, prefix = stack.pop()
+            for child in ast.iter_child_nodes(node):
+                if isinstance(child, ast.ClassDef):
+                    qual = prefix + child.name
+                    start = min([child.lineno] + [d.lineno for d in child.decorator_list])
+                    spans.setdefault(qual, (start, child.end_lineno or child.lineno))
+                    stack.append((child, qual + "."))
+                elif isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef):
+                    stack.append((child, prefix + child.name + ".<locals>."))
+                elif not isinstance(child, ast.expr | ast.Lambda):
+                    stack.append((child, prefix))
+        cached = _class_index[path] = (lines, spans)
+    span = cached[1].get(cls.__qualname__)
+    if span is None:
+        return None
+    return "".join(lines[span[0] - 1:span[1]]), path, span[0]
+
+
+def _class_facts(cls: type) -> _Facts | None:
+    try:
+        per = _facts_cache.get(cls)
+    except TypeError:
+        per = None
+    if per is not None and (None, False) in per:
+        return per[(None, False)]
+    found = _class_source(cls)
+    if found is None:
+        return None
+    text, path, line = found
+    try:
+        tree = _parse_source(text)
+        own = hash_struct("class", normalize_source(text, keep_decorators=True))
+    except SyntaxError:
+        return None
+    # The class body outside its methods' bodies (decorators, bases, class attributes, default values):
+    # the methods' own references are found from their code objects.
+    parts: list[ast.AST] = []
+    stack: list[ast.AST] = list(tree.body)
+    while stack:
+        node = stack.pop()
+        if isinstance(node, ast.ClassDef):
+            parts.extend(node.decorator_list)
+            parts.extend(node.bases)
+            parts.extend(node.keywords)
+            stack.extend(node.body)
+        elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            parts.extend(node.decorator_list)
+        else:
+            parts.append(node)
+    names, chains, local_imports, from_imports = _scan_nodes(parts)
+    facts = _Facts(own, tuple(sorted(names)), tuple(sorted(chains)), tuple(sorted(local_imports)),
+                   tuple(sorted(from_imports)), _display_path(path), line, text)
+    try:
+        _facts_cache.setdefault(cls, {})[(None, False)] = facts
+    except TypeError:
+        pass
+    return facts
+
+
+def _preview(value: Any) -> str:
+    try:
+        text = repr(value)
+    except Exception:
+        text = f"<{type(value).__qualname__}>"
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def _is_slothflow_object(value: Any) -> bool:
+    module = getattr(type(value), "__module__", "") or ""
+    return module == "slothflow" or module.startswith("slothflow.")
+
+
+def _unwrap_method(value: Any) -> Any:
+    if isinstance(value, staticmethod | classmethod):
+        return value.__func__
+    return value
+
+
+class _CodeWalk:
+    """One breadth-first walk from a function over the user code it reaches."""
+
+    def __init__(self, root: Callable[..., Any], source: str | None) -> None:
+        self.root = root
+        self.source = source
+        module = getattr(root, "__module__", None) or ""
+        self.prefix = module + "." if module else ""
+        self.entries: dict[tuple[str, str, str], dict[str, Any]] = {}
+        self.modules: set[str] = set()
+        self.seen: set[int] = {id(root)}
+        self.seen_values: set[tuple[int, str]] = set()
+        self.keep: list[Any] = [root]  # visited objects stay alive, so their ids stay unique during the walk
+        self.todo: collections.deque[tuple[str, str, Any]] = collections.deque()
+
+    def run(self) -> CodeInfo:
+        facts = _function_facts(self.root, self.source, root=True)
+        self._function_refs(self.root, facts, root=True)
+        todo = self.todo
+        while todo:
+            self._visit(*todo.popleft())
+        manifest = tuple(self.entries[k] for k in sorted(self.entries))
+        if manifest:
+            # Names are hashed relative to the root's module, so that the same code in another module (a
+            # workflow imported as ``wf`` or as ``pkg.wf``) hashes the same; file and line never count.
+            parts = sorted(f"{e['kind']}:{self._relative(e['name'])}={e['hash']}" for e in manifest)
+            combined = hash_struct("code+", facts.own, *parts)
+        else:
+            combined = facts.own
+        return CodeInfo(combined, facts.own, manifest, frozenset(self.modules))
+
+    def _relative(self, name: str) -> str:
+        return name[len(self.prefix):] if self.prefix and name.startswith(self.prefix) else name
+
+    def _add(self, kind: str, name: str, digest: str, file: str | None, line: int | None, source: str | None) -> None:
+        self.entries.setdefault((name, kind, digest), {
+            "kind": kind, "name": name, "file": file, "line": line, "hash": digest, "source": source,
+        })
+
+    def _note_module(self, module_name: str | None) -> None:
+        if not module_name:
+            return
+        top = module_name.split(".")[0]
+        if top == "slothflow" or top in sys.builtin_module_names or top in sys.stdlib_module_names:
+            return
+        if not _is_user_code(module_name):
+            self.modules.add(top)
+
+    def _function_refs(self, func: Any, facts: _Facts, root: bool = False) -> None:
+        todo = self.todo
+        glb = getattr(func, "__globals__", None)
+        if not isinstance(glb, dict):
+            glb = {}
+        module_name = str(glb.get("__name__") or getattr(func, "__module__", "") or "")
+        for name in facts.names:
+            if name in glb:
+                todo.append(("constant", f"{module_name}.{name}", glb[name]))
+        imports = dict(facts.local_imports)
+        for module in imports.values():
+            self._note_module(module)
+        if facts.chains is not None:
+            for chain in facts.chains:
+                head = chain[0]
+                if head in imports:
+                    target = sys.modules.get(imports[head])
+                elif head in glb and head in facts.names:
+                    target = glb[head]
+                else:
+                    continue
+                if isinstance(target, types.ModuleType):
+                    self._follow(target, chain[1:])
+        else:  # no source: any attribute name the code uses may be taken from a module it refers to
+            code = getattr(func, "__code__", None)
+            attrs = sorted(_code_names(code)) if code is not None else []
+            for name in facts.names:
+                target = glb.get(name)
+                if isinstance(target, types.ModuleType):
+                    for attr in attrs:
+                        self._follow(target, (attr,))
+        for module, attr in facts.from_imports:
+            self._note_module(module)
+            target = sys.modules.get(module)
+            if target is not None:
+                self._follow(target, (attr,))
+        owner = _qualname(func)
+        code = getattr(func, "__code__", None)
+        closure = getattr(func, "__closure__", None)
+        if code is not None and closure:
+            for var, cell in zip(code.co_freevars, closure):
+                try:
+                    todo.append(("closure", f"{owner}::{var}", cell.cell_contents))
+                except ValueError:  # an empty cell: a name not bound yet
+                    continue
+        if root or code is None:
+            return  # a task's default values are part of its arguments, hashed with each call
+        defaults = getattr(func, "__defaults__", None) or ()
+        if defaults:
+            params = code.co_varnames[:code.co_argcount][-len(defaults):]
+            for param, value in zip(params, defaults):
+                todo.append(("default", f"{owner}::{param}", value))
+        kwdefaults = getattr(func, "__kwdefaults__", None) or {}
+        for param in sorted(kwdefaults):
+            todo.append(("default", f"{owner}::{param}", kwdefaults[param]))
+
+    def _follow(self, module: types.ModuleType, attrs: tuple[str, ...]) -> None:
+        """Resolve ``module.a.b``: through user modules, to the first object that is not a module."""
+        for attr in attrs:
+            name = getattr(module, "__name__", "")
+            if not _is_user_code(name):
+                self._note_module(name)
+                return
+            value = getattr(module, attr, _MISSING)
+            if value is _MISSING:
+                return
+            if not isinstance(value, types.ModuleType):
+                self.todo.append(("constant", f"{name}.{attr}", value))
+                return
+            module = value
+        self._note_module(getattr(module, "__name__", ""))
+
+    def _visit(self, kind: str, name: str, value: Any) -> None:
+        if isinstance(value, types.ModuleType):
+            self._note_module(value.__name__)
+            return
+        if _is_slothflow_object(value):
+            return  # tasks are cached on their own; the engine's objects are not user code
+        if isinstance(value, types.MethodType):
+            self.todo.append((kind, name, value.__func__))
+            self.todo.append((kind, name, value.__self__))
+            return
+        if isinstance(value, types.FunctionType):
+            self._visit_function(value)
+            return
+        if isinstance(value, type):
+            self._visit_class(value)
+            return
+        if isinstance(value, staticmethod | classmethod | property):
+            for part in (getattr(value, a, None) for a in ("__func__", "fget", "fset", "fdel")):
+                if part is not None:
+                    self.todo.append((kind, name, part))
+            return
+        cls = type(value)
+        user_type = _is_user_code(getattr(cls, "__module__", None)) and cls.__module__ != "builtins"
+        if user_type:
+            self.todo.append(("class", "", cls))
+        else:
+            self._note_module(getattr(cls, "__module__", None))
+        if callable(value) and not user_type and not isinstance(value, functools_partial()):
+            try:
+                wrapped = inspect.unwrap(value)
+            except Exception:
+                wrapped = value
+            if isinstance(wrapped, types.FunctionType):  # functools.lru_cache and other C-level wrappers
+                self._visit_function(wrapped)
+            return  # a library's callable (a ufunc, a builtin): its package version is what can change
+        key = id(value)
+        if (key, name) in self.seen_values:
+            return
+        self.seen_values.add((key, name))
+        self.keep.append(value)
+        try:
+            digest = hash_value(value)
+        except Exception:  # no deterministic hash (a lock, a connection): nothing to compare it by
+            return
+        self._add(kind, name, digest, None, None, _preview(value))
+        if isinstance(value, list | tuple | set | frozenset | dict):
+            # Classes inside a constant (a registry of types) are hashed by name in its value: add their code.
+            items = list(value.values()) if isinstance(value, dict) else list(value)
+            for item in items[:_MAX_CONTAINER_SCAN]:
+                if isinstance(item, type):
+                    self.todo.append(("class", "", item))
+
+    def _visit_function(self, func: types.FunctionType) -> None:
+        if id(func) in self.seen:
+            return
+        self.seen.add(id(func))
+        self.keep.append(func)
+        if not _is_user_code(func.__module__):
+            self._note_module(func.__module__)
+            return
+        facts = _function_facts(func, None, root=False)
+        self._add("function", _qualname(func), facts.own, facts.file, facts.line, facts.source)
+        self._function_refs(func, facts)
+        wrapped = getattr(func, "__wrapped__", None)
+        if wrapped is not None:
+            self.todo.append(("function", "", wrapped))
+
+    def _visit_class(self, cls: type) -> None:
+        if id(cls) in self.seen:
+            return
+        self.seen.add(id(cls))
+        self.keep.append(cls)
+        if not _is_user_code(cls.__module__) or cls.__module__ == "builtins":
+            self._note_module(cls.__module__)
+            return
+        facts = _class_facts(cls)
+        module = sys.modules.get(cls.__module__)
+        if facts is None:
+            # No source (defined through exec, or by type()): its methods' code is all there is.
+            self._add("class", _qualname(cls), hash_struct("class-nosource", _qualname(cls)), None, None, None)
+        else:
+            self._add("class", _qualname(cls), facts.own, facts.file, facts.line, facts.source)
+            glb = getattr(module, "__dict__", {})
+            holder = types.SimpleNamespace(__globals__=glb, __module__=cls.__module__, __qualname__=cls.__qualname__)
+            self._function_refs(holder, facts, root=True)
+        for base in cls.__bases__:
+            self.todo.append(("class", "", base))
+        own_prefix = cls.__qualname__ + "."
+        for attr in sorted(vars(cls)):
+            member = _unwrap_method(vars(cls)[attr])
+            parts = [getattr(member, a, None) for a in ("fget", "fset", "fdel")] if isinstance(member, property) \
+                else [member]
+            for part in parts:
+                if isinstance(part, types.FunctionType) and part.__qualname__.startswith(own_prefix):
+                    if id(part) in self.seen:
+                        continue
+                    self.seen.add(id(part))
+                    # The method's text is part of the class's; only what it refers to is added.
+                    self._function_refs(part, _function_facts(part, None, root=False))
+                    if facts is None:
+                        self._add("function", _qualname(part), _function_facts(part, None, root=False).own,
+                                  None, None, None)
+                elif isinstance(part, types.FunctionType):
+                    self.todo.append(("function", "", part))
+
+
+_MISSING = object()
 
 
 _user_code_cache: dict[str, bool] = {}
@@ -646,13 +1075,15 @@ def _is_user_code(module_name: str | None) -> bool:
     return result
 
 
-def _compute_code_hash(func: Callable[..., Any], source: str | None) -> str:
+def _compute_code_hash(func: Callable[..., Any], text: str | None, keep_decorators: bool = False,
+                       given: bool = False) -> str:
+    """The hash of a function's own code: its normalized source ``text`` (``given`` by the user, or found
+    for it), or its code object when there is no source."""
     code = getattr(func, "__code__", None)
-    text = source if source is not None else get_source(func)
     if text is not None:
-        lambda_code = code if source is None and getattr(func, "__name__", "") == "<lambda>" else None
+        lambda_code = code if not given and getattr(func, "__name__", "") == "<lambda>" else None
         try:
-            normalized = normalize_source(text)
+            normalized = normalize_source(text, keep_decorators)
         except SyntaxError:
             # A lambda inside a larger expression, for example: hash the raw text instead.
             normalized = None

@@ -353,3 +353,12 @@ def test_log_shows_arguments_of_a_failed_job(project: Path) -> None:
     assert job["status"] == "failed"
     assert [(a["name"], a["preview"]) for a in job["arguments"]] == [("x", "41")]
     assert "KeyError" in job["error_type"]
+
+
+def test_run_explain_says_why(project: Path) -> None:
+    invoke("run", "wf.py", "main", "--n", "2")
+    result = invoke("run", "wf.py", "main", "--n", "3", "--explain")
+    assert result.exit_code == 0, result.output
+    assert "argument `n`: 2 -> 3" in result.stderr
+    again = invoke("run", "wf.py", "main", "--n", "3", "--explain")
+    assert "every call was reused from the cache" in again.stderr

@@ -185,10 +185,13 @@ def _nested(flat: dict[str, Any]) -> dict[str, Any]:
               help="Set a value in the execution context (read with get_context).")
 @click.option("--pdb", is_flag=True, help="Open the debugger where a task failed.")
 @click.option("--plain", is_flag=True, help="Plain log lines even on a terminal.")
+@click.option("--explain", "explain_run", is_flag=True,
+              help="After the run, say why each job ran instead of being reused.")
 @click.option("-h", "--help", "show_help", is_flag=True, help="Show this message (after TASK: its parameters).")
 @click.pass_context
 def run(ctx: click.Context, workflow: str, task_name: str, no_cache: bool, dryrun: bool, tags: tuple[str, ...],
-        options: tuple[str, ...], contexts: tuple[str, ...], pdb: bool, plain: bool, show_help: bool) -> None:
+        options: tuple[str, ...], contexts: tuple[str, ...], pdb: bool, plain: bool, explain_run: bool,
+        show_help: bool) -> None:
     """Run TASK of WORKFLOW (a .py file or a module); task parameters follow as --name value.
 
     `slothflow run WORKFLOW help` lists the tasks; `slothflow run WORKFLOW TASK --help` their parameters.
@@ -217,29 +220,34 @@ def run(ctx: click.Context, workflow: str, task_name: str, no_cache: bool, dryru
         scheduler.add_listener(progress)
     started = time.monotonic()
     try:
-        with progress:
-            result = scheduler.run(
-                task(**kwargs),
-                dryrun=dryrun,
-                cache=not no_cache,
-                tags=_pairs(tags, "-t/--tag"),
-                context=_nested(_pairs(contexts, "--context")),
-                exec_argv=["slothflow", "run", *sys.argv[2:]] if sys.argv[1:2] == ["run"] else sys.argv,
+        try:
+            with progress:
+                result = scheduler.run(
+                    task(**kwargs),
+                    dryrun=dryrun,
+                    cache=not no_cache,
+                    tags=_pairs(tags, "-t/--tag"),
+                    context=_nested(_pairs(contexts, "--context")),
+                    exec_argv=["slothflow", "run", *sys.argv[2:]] if sys.argv[1:2] == ["run"] else sys.argv,
+                )
+        except SlothflowError:
+            raise
+        except Exception as exc:
+            err_console.print(user_traceback(exc), markup=False, highlight=False)
+            err_console.print(
+                f"[bold red]failed:[/] {progress.summary(time.monotonic() - started)} "
+                f"(execution {str(scheduler.last_execution_id)[:8]}; `slothflow log` shows it)",
+                highlight=False,
             )
-    except SlothflowError:
-        raise
-    except Exception as exc:
-        err_console.print(user_traceback(exc), markup=False, highlight=False)
-        err_console.print(
-            f"[bold red]failed:[/] {progress.summary(time.monotonic() - started)} "
-            f"(execution {str(scheduler.last_execution_id)[:8]}; `slothflow log` shows it)",
-            highlight=False,
-        )
-        if pdb:
-            import pdb as debugger
+            if explain_run:
+                _print_explanations(scheduler)
+            if pdb:
+                import pdb as debugger
 
-            debugger.post_mortem(exc.__traceback__)
-        sys.exit(1)
+                debugger.post_mortem(exc.__traceback__)
+            sys.exit(1)
+        if explain_run and not dryrun:
+            _print_explanations(scheduler)
     finally:
         scheduler.close()
     if isinstance(result, Plan):
@@ -251,6 +259,16 @@ def run(ctx: click.Context, workflow: str, task_name: str, no_cache: bool, dryru
         highlight=False,
     )
     out.print(result if isinstance(result, str) else repr(result), markup=False, highlight=False, soft_wrap=True)
+
+
+def _print_explanations(scheduler: Scheduler) -> None:
+    if scheduler.last_execution_id is None:
+        return
+    explanations = scheduler.explain(scheduler.last_execution_id)
+    if not explanations:
+        err_console.print("explain: every call was reused from the cache", highlight=False)
+    for item in explanations:
+        err_console.print(str(item), markup=False, highlight=False)
 
 
 def _print_tasks(module: Any) -> None:

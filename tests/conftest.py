@@ -87,3 +87,22 @@ def sql(sqlite_uri: str) -> Callable[..., list[tuple[Any, ...]]]:
             conn.close()
 
     return query
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[Any]:
+    """A real S3-compatible server (moto_server) on a free loopback port, reached through s3fs via
+    ``FSSPEC_S3_ENDPOINT_URL`` and AWS environment variables, as a user would; stopped at the end."""
+    import s3_server as s3mod
+
+    saved = dict(os.environ)
+    with s3mod.moto_server() as endpoint:
+        s3mod.configure_environment(endpoint)
+        try:
+            yield s3mod.S3(endpoint)
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+            import fsspec.config
+
+            fsspec.config.conf.pop("s3", None)

@@ -81,7 +81,9 @@ class File(Value):
             fingerprint = self._fingerprint()
         except _fs.FileAccessError:
             return False
-        return fingerprint is not None and self._hash == self._hash_of(fingerprint)
+        # A file recorded as missing that is still missing holds what it held; one that existed must still
+        # exist with the same fingerprint.
+        return self._hash == self._hash_of(fingerprint)
 
     def __getstate__(self) -> dict[str, Any]:
         return {"path": self.path, "hash": self.hash}

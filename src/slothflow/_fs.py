@@ -250,48 +250,71 @@ class LocalFileSystem(FileSystem):
 
 
 _VERSION_KEYS = ("VersionId", "version_id", "generation", "ChecksumSHA256", "checksumSHA256", "md5Hash",
-                 "crc32c", "ETag", "etag", "e_tag")
+                 "crc32c", "ETag", "etag", "e_tag", "Content-MD5", "Digest")
 
 
 class FsspecFileSystem(FileSystem):
-    """Any fsspec protocol; the fingerprint is the store's opaque version token."""
+    """Any fsspec protocol; the fingerprint is the store's opaque version token.
+
+    Paths handed back (listings, globs) keep the spelling of the folder or pattern they were asked for:
+    fsspec normalizes paths (``memory://a/b`` is ``/a/b`` to it), and a file's path is part of its hash.
+    """
 
     def __init__(self, protocol: str) -> None:
         self.protocol = protocol
         self._fs: Any = None
 
-    @property
-    def fs(self) -> Any:
+    def _filesystem(self, path: str) -> Any:
         if self._fs is None:
             try:
                 import fsspec
             except ImportError as exc:  # pragma: no cover - fsspec is a dependency
-                raise FileAccessError(f"fsspec is needed for {self.protocol}:// paths") from exc
+                raise FileAccessError(f"cannot use {path}: fsspec is needed for {self.protocol}:// paths",
+                                      path=path) from exc
             try:
                 self._fs = fsspec.filesystem(self.protocol)
             except ValueError as exc:
                 raise FileAccessError(
-                    f"unknown file protocol {self.protocol!r}: {exc}", path=f"{self.protocol}://"
+                    f"cannot use {path}: unknown file protocol {self.protocol!r} ({exc})", path=path
                 ) from exc
             except ImportError as exc:
                 raise FileAccessError(
-                    f"{self.protocol}:// paths need an extra package: {exc}", path=f"{self.protocol}://"
+                    f"cannot use {path}: {self.protocol}:// paths need an extra package: {exc}", path=path
+                ) from exc
+            except Exception as exc:  # a file system whose set-up fails (bad configuration, say)
+                raise FileAccessError(
+                    f"cannot use {path}: {self.protocol}:// cannot be set up: {type(exc).__name__}: {exc}",
+                    path=path,
                 ) from exc
         return self._fs
 
-    def _call(self, what: str, path: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+    @property
+    def fs(self) -> Any:
+        return self._filesystem(f"{self.protocol}://")
+
+    def _call(self, what: str, path: str, method: str, *args: Any, **kwargs: Any) -> Any:
+        fn = getattr(self._filesystem(path), method)
         try:
             return fn(*args, **kwargs)
         except FileNotFoundError:
             raise
-        except (PermissionError, OSError, ValueError) as exc:
-            raise FileAccessError(f"cannot {what} {path}: {type(exc).__name__}: {exc}", path=path) from exc
         except Exception as exc:  # botocore and friends raise their own types for refused credentials
             raise FileAccessError(f"cannot {what} {path}: {type(exc).__name__}: {exc}", path=path) from exc
 
+    def _forget(self, path: str | None = None) -> None:
+        """Drop fsspec's cached listings, so that a change made by someone else is seen (s3fs keeps them)."""
+        fs = self._fs
+        if fs is not None:
+            try:
+                fs.invalidate_cache(path)
+            except Exception:  # a file system without listings cache: nothing to forget
+                pass
+
     def fingerprint(self, path: str) -> str | None:
+        self._filesystem(path)
+        self._forget(path)
         try:
-            info = self._call("read", path, self.fs.info, path)
+            info = self._call("read", path, "info", path)
         except FileNotFoundError:
             return None
         if info.get("type") == "directory":
@@ -302,49 +325,92 @@ class FsspecFileSystem(FileSystem):
                 return f"{key}:{str(value).strip(chr(34))}"
         size = info.get("size")
         if size is not None and size <= REMOTE_CONTENT_LIMIT:
-            data = self._call("read", path, self.fs.cat_file, path)
+            try:
+                data = self._call("read", path, "cat_file", path)
+            except FileNotFoundError:
+                return None
             return "sha256:" + hashlib.sha256(data).hexdigest()
-        stamp = info.get("mtime") or info.get("LastModified") or info.get("last_modified") or info.get("created")
+        stamp = next((info[k] for k in _STAMP_KEYS if info.get(k)), None)
         return f"stat:{size}:{stamp}"
 
     def exists(self, path: str) -> bool:
-        return bool(self._call("check", path, self.fs.exists, path))
+        self._filesystem(path)
+        self._forget(path)
+        return bool(self._call("check", path, "exists", path))
 
     def isfile(self, path: str) -> bool:
-        return bool(self._call("check", path, self.fs.isfile, path))
+        self._filesystem(path)
+        self._forget(path)
+        return bool(self._call("check", path, "isfile", path))
 
     def isdir(self, path: str) -> bool:
-        return bool(self._call("check", path, self.fs.isdir, path))
+        self._filesystem(path)
+        self._forget(path)
+        return bool(self._call("check", path, "isdir", path))
 
     def open(self, path: str, mode: str = "r", **kwargs: Any) -> IO[Any]:
-        return self._call("open", path, self.fs.open, path, mode, **kwargs)  # type: ignore[no-any-return]
+        if "r" in mode and "+" not in mode:
+            self._filesystem(path)
+            self._forget(path)
+        try:
+            return self._call("open", path, "open", path, mode, **kwargs)  # type: ignore[no-any-return]
+        except FileNotFoundError as exc:
+            raise FileNotFoundError(f"no such file: {path}") from exc
 
     def size(self, path: str) -> int:
-        return int(self._call("read", path, self.fs.size, path))
+        self._filesystem(path)
+        self._forget(path)
+        return int(self._call("read", path, "size", path))
 
     def remove(self, path: str) -> None:
-        self._call("remove", path, self.fs.rm, path)
+        self._call("remove", path, "rm", path)
 
     def mkdir(self, path: str) -> None:
-        self._call("create", path, self.fs.makedirs, path, exist_ok=True)
+        self._call("create", path, "makedirs", path, exist_ok=True)
 
     def rmdir(self, path: str, recursive: bool = False) -> None:
-        self._call("remove", path, self.fs.rm, path, recursive=recursive)
+        self._call("remove", path, "rm", path, recursive=recursive)
 
     def touch(self, path: str) -> None:
-        self._call("touch", path, self.fs.touch, path)
+        self._call("touch", path, "touch", path)
 
     def _full(self, p: str) -> str:
         return p if "://" in p else f"{self.protocol}://{p.lstrip('/') if self.protocol != 'memory' else p}"
 
+    def _respell(self, root: str, found: list[str]) -> list[str]:
+        """Full paths, spelled like ``root``, for what fsspec found below it (in its normalized form)."""
+        norm = str(self._filesystem(root)._strip_protocol(root)).rstrip("/")
+        base = root.rstrip("/")
+        out = []
+        for p in found:
+            if norm and p.startswith(norm + "/"):
+                out.append(base + p[len(norm):])
+            else:
+                out.append(self._full(p))
+        return sorted(out)
+
     def glob(self, pattern: str) -> list[str]:
-        found = self._call("list", pattern, self.fs.glob, pattern)
-        return sorted(self._full(p) for p in found if self._call("check", p, self.fs.isfile, p))
+        self._filesystem(pattern)
+        self._forget()
+        protocol, rest = split_protocol(pattern)
+        static = []
+        for part in rest.split("/"):
+            if any(c in part for c in "*?["):
+                break
+            static.append(part)
+        root = f"{protocol}://" + "/".join(static)
+        found = self._call("list", pattern, "glob", pattern)
+        files = [p for p in found if self._call("check", p, "isfile", p)]
+        return self._respell(root, files)
 
     def walk_files(self, path: str) -> list[str]:
-        found = self._call("list", path, self.fs.find, path)
-        return sorted(self._full(p) for p in found)
+        self._filesystem(path)
+        self._forget()
+        found = self._call("list", path, "find", path)
+        return self._respell(path, list(found))
 
+
+_STAMP_KEYS = ("mtime", "LastModified", "last_modified", "Last-Modified", "updated", "created")
 
 _local = LocalFileSystem()
 _remote: dict[str, FsspecFileSystem] = {}

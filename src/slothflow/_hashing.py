@@ -692,7 +692,13 @@ def _function_facts(func: Any, source: str | None, root: bool) -> _Facts:
             tree = None
     if tree is not None:
         names, chains, local_imports, from_imports = _scan_nodes([tree])
-        used = tuple(sorted(co_names & names)) if code is not None else tuple(sorted(names))
+        used_names = co_names & names if code is not None else names
+        if not root:
+            # A helper's decorators are not in its code object, but they are part of what it does.
+            decorators = [d for top in tree.body if isinstance(top, ast.FunctionDef | ast.AsyncFunctionDef)
+                          for d in top.decorator_list]
+            used_names |= _scan_nodes(list(decorators))[0]
+        used = tuple(sorted(used_names))
         facts = _Facts(own, used, tuple(sorted(chains)), tuple(sorted(local_imports)), tuple(sorted(from_imports)),
                        *_location(code), text)
     else:
@@ -735,19 +741,25 @@ def _class_source(cls: type) -> tuple[str, str, int] | None:
         except SyntaxError:
             return None
         spans: dict[str, tuple[int, int]] = {}
-        stack: list[tuple[ast.AST, str]] = [(tree, "")]
+        # Statements only (classes are defined by statements): expressions, the bulk of a file, are skipped.
+        stack: list[tuple[list[Any], str]] = [(tree.body, "")]
         while stack:
-            node, prefix = stack.pop()
-            for child in ast.iter_child_nodes(node):
+            body, prefix = stack.pop()
+            for child in body:
                 if isinstance(child, ast.ClassDef):
                     qual = prefix + child.name
                     start = min([child.lineno] + [d.lineno for d in child.decorator_list])
                     spans.setdefault(qual, (start, child.end_lineno or child.lineno))
-                    stack.append((child, qual + "."))
+                    stack.append((child.body, qual + "."))
                 elif isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef):
-                    stack.append((child, prefix + child.name + ".<locals>."))
-                elif not isinstance(child, ast.expr | ast.Lambda):
-                    stack.append((child, prefix))
+                    stack.append((child.body, prefix + child.name + ".<locals>."))
+                else:
+                    for attr in ("body", "orelse", "finalbody", "handlers", "cases"):
+                        inner = getattr(child, attr, None)
+                        if isinstance(inner, list):
+                            stack.append((inner, prefix))
+                            if attr in ("handlers", "cases"):
+                                stack.extend((getattr(h, "body", []), prefix) for h in inner)
         cached = _class_index[path] = (lines, spans)
     span = cached[1].get(cls.__qualname__)
     if span is None:
@@ -809,6 +821,13 @@ def _is_slothflow_object(value: Any) -> bool:
     return module == "slothflow" or module.startswith("slothflow.")
 
 
+def _function_name(func: types.FunctionType) -> str:
+    """Where a function's code is defined: ``functools.wraps`` copies the wrapped function's names onto a
+    wrapper, but not its code object's."""
+    module = func.__globals__.get("__name__") if isinstance(func.__globals__, dict) else None
+    return f"{module or func.__module__}.{func.__code__.co_qualname}"
+
+
 def _unwrap_method(value: Any) -> Any:
     if isinstance(value, staticmethod | classmethod):
         return value.__func__
@@ -822,7 +841,9 @@ class _CodeWalk:
         self.root = root
         self.source = source
         module = getattr(root, "__module__", None) or ""
-        self.prefix = module + "." if module else ""
+        # Names are hashed relative to the root's module (and its package), so that the same code imported
+        # under another name (``wf`` or ``pkg.wf``, a copy of the project) hashes the same.
+        self.prefixes = tuple(p + "." for p in (module, module.rpartition(".")[0]) if p)
         self.entries: dict[tuple[str, str, str], dict[str, Any]] = {}
         self.modules: set[str] = set()
         self.seen: set[int] = {id(root)}
@@ -838,8 +859,7 @@ class _CodeWalk:
             self._visit(*todo.popleft())
         manifest = tuple(self.entries[k] for k in sorted(self.entries))
         if manifest:
-            # Names are hashed relative to the root's module, so that the same code in another module (a
-            # workflow imported as ``wf`` or as ``pkg.wf``) hashes the same; file and line never count.
+            # File and line never count: moving code around is not a change.
             parts = sorted(f"{e['kind']}:{self._relative(e['name'])}={e['hash']}" for e in manifest)
             combined = hash_struct("code+", facts.own, *parts)
         else:
@@ -847,7 +867,10 @@ class _CodeWalk:
         return CodeInfo(combined, facts.own, manifest, frozenset(self.modules))
 
     def _relative(self, name: str) -> str:
-        return name[len(self.prefix):] if self.prefix and name.startswith(self.prefix) else name
+        for prefix in self.prefixes:
+            if name.startswith(prefix):
+                return name[len(prefix):]
+        return name
 
     def _add(self, kind: str, name: str, digest: str, file: str | None, line: int | None, source: str | None) -> None:
         self.entries.setdefault((name, kind, digest), {
@@ -996,7 +1019,7 @@ class _CodeWalk:
             self._note_module(func.__module__)
             return
         facts = _function_facts(func, None, root=False)
-        self._add("function", _qualname(func), facts.own, facts.file, facts.line, facts.source)
+        self._add("function", _function_name(func), facts.own, facts.file, facts.line, facts.source)
         self._function_refs(func, facts)
         wrapped = getattr(func, "__wrapped__", None)
         if wrapped is not None:
@@ -1066,6 +1089,9 @@ def _is_user_code(module_name: str | None) -> bool:
             import sysconfig
 
             real = str(pathlib.Path(path).resolve())
+            parts = pathlib.Path(real).parts
+            if "site-packages" in parts or "dist-packages" in parts:
+                result = False
             for key in ("stdlib", "platstdlib", "purelib", "platlib"):
                 prefix = sysconfig.get_paths().get(key)
                 if prefix and real.startswith(str(pathlib.Path(prefix).resolve())):

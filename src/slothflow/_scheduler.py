@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from ._config import DB_FILENAME, Config, load_project_config
+from ._environment import DEFAULT_POLICY, check_policy, task_environment, task_environment_json
 from ._errors import ExecutorError, HashingError, SerializationError, SlothflowError, TaskLookupError
 from ._expression import (
     Expression,
@@ -53,8 +54,9 @@ from ._expression import (
 )
 from ._hashing import hash_struct, hash_value
 from ._store import Store, sqlite_path
+from ._store.explain import CallFacts, Reason, diff_call
 from ._task import Task, _UndefinedTask, get_task_registry
-from ._value import is_valid_value
+from ._value import Value, is_valid_value
 from .executors import Executor, JobSpec, Outcome, make_executor
 
 log = logging.getLogger("slothflow")
@@ -89,7 +91,7 @@ class Job:
     __slots__ = (
         "id", "task", "parent", "arguments", "arg_hashes", "args_hash", "eval_hash", "status", "started",
         "ended", "call", "children", "prov", "cache_scope", "check_valid", "executor", "limits", "error",
-        "reduction_hash", "recorded_call", "uses_context",
+        "reduction_hash", "recorded_call", "uses_context", "environment", "reason",
     )
 
     def __init__(self, task: Task, parent: Job | None, arguments: dict[str, Any]) -> None:
@@ -114,6 +116,8 @@ class Job:
         self.reduction_hash: str | None = None
         self.recorded_call: str | None = None
         self.uses_context = False  # something in this job's reduction read the execution's context
+        self.environment: str | None = None  # JSON fingerprint of the task's environment
+        self.reason: str | None = None  # why it runs instead of being reused, when the scheduler knows
 
     @property
     def duration(self) -> float:
@@ -122,6 +126,48 @@ class Job:
     def describe(self) -> str:
         args = ", ".join(f"{k}={_short(v)}" for k, v in self.arguments.items())
         return f"{self.task.fullname}({args})"
+
+
+def _preview(value: Any) -> str:
+    try:
+        text = repr(value)
+    except Exception:
+        text = f"<{type(value).__qualname__}>"
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def _first_invalid(value: Any) -> Any:
+    """The first ``Value`` inside ``value`` that reports itself invalid (a changed or missing file), or None."""
+    if is_valid_value(value):
+        return None
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, Value):
+            if not v.is_valid():
+                return v
+            stack.extend(v.iter_subvalues())
+        elif isinstance(v, list | tuple | set | frozenset):
+            stack.extend(v)
+        elif isinstance(v, dict):
+            stack.extend(v.keys())
+            stack.extend(v.values())
+        elif hasattr(v, "__dataclass_fields__"):
+            stack.extend(getattr(v, f) for f in v.__dataclass_fields__)
+    return value
+
+
+def _describe_invalid(value: Any) -> str:
+    path = getattr(value, "path", None)
+    exists = getattr(value, "exists", None)
+    if isinstance(path, str) and callable(exists):
+        kind = "directory" if type(value).__name__.endswith("Dir") else "file"
+        try:
+            missing = not exists()
+        except Exception:
+            missing = True
+        return f"{kind} {path} {'missing' if missing else 'changed'}"
+    return f"{_preview(value)} is no longer valid"
 
 
 def _short(value: Any) -> str:
@@ -145,22 +191,52 @@ class Call:
 
 @dataclass
 class PlannedCall:
-    """A call in a dry-run plan."""
+    """A call in a dry-run plan: ``reason`` says why it would run (or "cached"), ``reasons`` the same as data
+    (:class:`~slothflow.Reason` items, as ``slothflow explain`` gives for a job that ran)."""
 
     task: str
     call: str
     reason: str
     eval_hash: str
+    reasons: list[Reason] = field(default_factory=list)
+
+    @property
+    def kinds(self) -> list[str]:
+        return [r.kind for r in self.reasons]
 
 
 @dataclass
 class Plan:
-    """What ``Scheduler.run(expr, dryrun=True)`` found: the calls that would run and those reused."""
+    """What ``Scheduler.run(expr, dryrun=True)`` found: the calls that would run and those reused.
+
+    ``complete`` is False when the plan stops at calls whose result is needed to know what comes next (a
+    task that would run and returns further expressions): what lies beyond them cannot be known without
+    running them.
+    """
 
     complete: bool
     result: Any = None
     would_run: list[PlannedCall] = field(default_factory=list)
     reused: list[PlannedCall] = field(default_factory=list)
+
+    def would_run_counts(self) -> dict[str, int]:
+        """``{task full name: number of calls that would run}``."""
+        return dict(collections.Counter(c.task for c in self.would_run))
+
+    def reused_counts(self) -> dict[str, int]:
+        """``{task full name: number of calls that would be reused}``."""
+        return dict(collections.Counter(c.task for c in self.reused))
+
+    def reasons_for(self, task: str) -> list[Reason]:
+        """Every reason given for the would-run calls of one task (full name or bare name)."""
+        return [r for c in self.would_run if task in (c.task, c.task.rpartition(".")[2]) for r in c.reasons]
+
+    def __str__(self) -> str:
+        lines = [f"would run {len(self.would_run)} call(s), reuse {len(self.reused)}"
+                 + ("" if self.complete else " (more calls may follow those that run)")]
+        lines += [f"  run   {c.call}: {c.reason}" for c in self.would_run]
+        lines += [f"  reuse {c.call}" for c in self.reused]
+        return "\n".join(lines)
 
     def __repr__(self) -> str:
         return f"Plan(complete={self.complete}, would_run={len(self.would_run)}, reused={len(self.reused)})"
@@ -198,6 +274,7 @@ class Scheduler:
         self.limits = {str(k): int(v) for k, v in config.section("limits").items()}
         sched = config.section("scheduler")
         self.fail_fast = bool(sched.get("fail_fast", False))
+        self.env_policy = check_policy(sched.get("env_policy", DEFAULT_POLICY), "[scheduler]")
         context = sched.get("context") or {}
         if isinstance(context, str):
             context = json.loads(context)
@@ -375,6 +452,7 @@ class _Run:
         self.root_job: Job | None = None
         self._task_opts: dict[int, tuple[Task, dict[str, Any]]] = {}
         self._current_tasks: set[str] | None = None
+        self._env_keys: dict[tuple[str, str], str | None] = {}
         self.listeners = scheduler._listeners
         self.error_origins: dict[int, tuple[BaseException, str, str]] = {}
 
@@ -782,6 +860,7 @@ class _Run:
             "executor": str(o.get("executor", "default")),
             "limits": {str(k): int(v) for k, v in limits.items()},
             "prov": bool(o.get("prov", True)),
+            "env_policy": check_policy(o.get("env_policy") or self.scheduler.env_policy, f"task {task.fullname}"),
             "executor_options": {k: v for k, v in o.items() if k not in _SCHEDULER_OPTIONS},
         }
         self._task_opts[id(task)] = (task, opts)
@@ -834,7 +913,15 @@ class _Run:
         job.args_hash = hash_struct("Args", *[f"{n}={h}" for n, h in job.arg_hashes if n not in config_args])
         # The context is not part of the key: a task reads it through get_context() arguments, whose
         # values are then part of its args hash, so changing an unrelated context value reruns nothing.
-        job.eval_hash = hash_struct("Eval", task.hash, job.args_hash)
+        env_key = None
+        if job.prov:
+            job.environment = task_environment_json(task)
+        if opts["env_policy"] != "ignore":
+            env_key = self._env_key(task, opts["env_policy"])
+        if env_key is None:
+            job.eval_hash = hash_struct("Eval", task.hash, job.args_hash)
+        else:  # the policy makes the versions of Python and the packages the code imports part of the key
+            job.eval_hash = hash_struct("Eval", task.hash, job.args_hash, "env", env_key)
 
         # Common subexpression elimination within this run.
         if job.cache_scope != "NONE":
@@ -854,6 +941,9 @@ class _Run:
         if job.cache_scope == "BACKEND" and job.prov:
             self.lookups.append(job)  # answered in one batch at the end of this round
             return
+        if job.prov:
+            job.reason = "caching is off for this run (cache=False)" if not self.cache else \
+                "caching is off for this task (cache=False or cache_scope)"
         self._miss(job)
 
     def _miss(self, job: Job) -> None:
@@ -861,8 +951,9 @@ class _Run:
         task = job.task
         if self.dryrun:
             job.status = "planned"
-            self.plan.would_run.append(PlannedCall(task.fullname, job.describe(), self._miss_reason(job),
-                                                   job.eval_hash))
+            reasons = self._miss_reasons(job)
+            self.plan.would_run.append(PlannedCall(task.fullname, job.describe(), "; ".join(r.message for r in reasons),
+                                                   job.eval_hash, reasons))
             return
         opts = self._options(task)
         spec = JobSpec(job.id, task.fullname, task.func, (), {}, opts["executor_options"], task.__module__)
@@ -870,8 +961,28 @@ class _Run:
         spec.args, spec.kwargs = ba.args, ba.kwargs
         self._enqueue(job, spec)
 
-    def _miss_reason(self, job: Job) -> str:
-        return "no cached result for this task code and these arguments"
+    def _miss_reasons(self, job: Job) -> list[Reason]:
+        """Why a dry-run call would run: the same diff against the store that ``slothflow explain`` makes."""
+        if not job.prov:
+            return [Reason("cache_off", "provenance is off for this task (prov=False): never reused")]
+        previews: dict[str, str] = {}
+        types_: dict[str, str] = {}
+        for name, h in job.arg_hashes:
+            value = job.arguments.get(name)
+            previews[h] = _preview(value)
+            types_[h] = f"{type(value).__module__}.{type(value).__qualname__}"
+        task = job.task
+        facts = CallFacts(
+            task_name=task.fullname, task_hash=task.hash, eval_hash=job.eval_hash, arguments=dict(job.arg_hashes),
+            source=task.source, manifest=task.code_manifest,
+            environment=json.loads(job.environment) if job.environment else None, reason=job.reason,
+            previews=previews, type_names=types_,
+        )
+        try:
+            reasons, _ = diff_call(self.store.conn, facts)
+        finally:
+            self.store.conn.rollback()
+        return reasons
 
     def _joined(self, job: Job, c: Cell, cell: Cell) -> None:
         job.ended = time.time()
@@ -887,8 +998,32 @@ class _Run:
     # ----------------------------------------------------------------------------------- reuse
     def _current_task_hashes(self) -> set[str]:
         if self._current_tasks is None:
-            self._current_tasks = {t.hash for t in get_task_registry()}
+            current = set()
+            for t in get_task_registry():
+                current.add(t.hash)
+                mark = self._env_mark(t)
+                if mark is not None:
+                    current.add(mark)
+            self._current_tasks = current
         return self._current_tasks
+
+    def _env_mark(self, task: Task) -> str | None:
+        """For a task whose env policy is not "ignore": a subtree entry that is current only while the
+        policy-relevant versions are, so a shallow reuse above it also respects the policy."""
+        try:
+            policy = self._options(task)["env_policy"]
+        except SlothflowError:
+            return None
+        if policy == "ignore":
+            return None
+        key = self._env_key(task, policy)
+        return None if key is None else "env:" + hash_struct(task.hash, key)
+
+    def _env_key(self, task: Task, policy: str) -> str | None:
+        cached = self._env_keys.get((task.hash, policy), "")
+        if cached == "":
+            cached = self._env_keys[(task.hash, policy)] = task_environment(task).key(policy)
+        return cached
 
     def _lookup_batch(self) -> None:
         """Answer this round's cache lookups with one query per kind, then reuse or queue each job."""
@@ -910,14 +1045,17 @@ class _Run:
                 self._miss(job)
                 continue
             value_hash, reduction, job.recorded_call = hit
-            if not is_valid_value(reduction):
-                log.info("cached result of %s is no longer valid; rerunning", job.describe())
+            invalid = _first_invalid(reduction)
+            if invalid is not None:
+                job.reason = f"cached result no longer valid: {_describe_invalid(invalid)}"
+                log.info("cached result of %s is no longer valid (%s); rerunning", job.describe(), job.reason)
                 self._miss(job)
                 continue
             if _names_undefined_task(reduction):
                 # The recorded sub-DAG calls a task not loaded here (its module is imported by the body,
                 # say): running the body again is correct, failing the replay would not be.
                 log.info("cached result of %s calls a task not defined here; rerunning", job.describe())
+                job.reason = "the cached result calls a task not defined in this process"
                 self._miss(job)
                 continue
             self._mark_reused(job)
@@ -929,7 +1067,11 @@ class _Run:
             if not subtree <= current | {job.task.hash}:
                 continue
             found, value = self.store.load_value(value_hash)
-            if not (found and is_valid_value(value)):
+            if not found:
+                return False
+            invalid = _first_invalid(value)
+            if invalid is not None:
+                job.reason = f"cached result no longer valid: {_describe_invalid(invalid)}"
                 return False
             job.recorded_call = call_hash
             self._mark_reused(job)
@@ -1072,6 +1214,9 @@ class _Run:
                 call.call_hash = job.recorded_call
             else:
                 subtree = {job.task.hash}
+                mark = self._env_mark(job.task)
+                if mark is not None:
+                    subtree.add(mark)
                 if job.uses_context:
                     # Never a current task hash: a shallow lookup of any call above falls back to the
                     # full rule, which re-reads the context instead of trusting a final value.
@@ -1154,6 +1299,8 @@ class _Run:
             "error_message": None,
             "error_traceback": None,
             "arguments": json.dumps(dict(job.arg_hashes)) if job.arg_hashes else None,
+            "environment": job.environment,
+            "reason": job.reason,
         }
         if job.error is not None:
             err = job.error
@@ -1169,5 +1316,6 @@ class _Run:
 
 
 _SCHEDULER_OPTIONS = {
-    "cache", "cache_scope", "check_valid", "config_args", "executor", "limits", "nout", "prov", "script", "tags",
+    "cache", "cache_scope", "check_valid", "config_args", "env_policy", "executor", "limits", "nout", "prov", "script",
+    "tags",
 }

@@ -12,15 +12,17 @@ source, the code object is hashed instead. A task's default namespace is its mod
 from __future__ import annotations
 
 import inspect
+import json
 import re
 import sys
 import typing
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from ._environment import ENV_POLICIES
 from ._errors import TaskDefinitionError, TaskLookupError
 from ._expression import TaskExpression
-from ._hashing import function_code_hash, get_source, hash_struct, hash_value
+from ._hashing import CodeInfo, code_info, get_source, hash_struct, hash_value
 
 _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z_0-9]*$")
 _NAMESPACE_RE = re.compile(r"^([A-Za-z_][A-Za-z_0-9]*(\.[A-Za-z_][A-Za-z_0-9]*)*)?$")
@@ -34,6 +36,7 @@ _SCHEDULER_OPTIONS = {
     "cache_scope",
     "check_valid",
     "config_args",
+    "env_policy",
     "executor",
     "limits",
     "nout",
@@ -189,6 +192,11 @@ class Task:
                     f"(parameters: {', '.join(params) or 'none'})",
                     self.fullname,
                 )
+        policy = opts.get("env_policy")
+        if policy is not None and policy not in ENV_POLICIES:
+            raise TaskDefinitionError(
+                f"task {self.fullname}: env_policy must be one of {ENV_POLICIES}, not {policy!r}", self.fullname
+            )
         nout = opts.get("nout")
         if nout is not None and (not isinstance(nout, int) or nout < 0):
             raise TaskDefinitionError(f"task {self.fullname}: nout must be a non-negative int", self.fullname)
@@ -206,11 +214,29 @@ class Task:
             self._hash = self._compute_hash()
         return self._hash
 
+    @property
+    def code_info(self) -> CodeInfo:
+        """The task's code hash with the user code it covers and the installed modules it refers to."""
+        return code_info(self.func, self._source)
+
+    @property
+    def code_manifest(self) -> list[dict[str, Any]]:
+        """The user code the task hash covers beyond the task's own source: helper functions, classes,
+        module constants, closure variables and default values, transitively, one dict each (``kind``,
+        ``name``, ``file``, ``line``, ``hash``, ``source``). Empty when ``version=`` replaces the code."""
+        if self.version is not None:
+            return []
+        return [dict(entry) for entry in self.code_info.manifest]
+
+    @property
+    def code_manifest_json(self) -> str:
+        return json.dumps(self.code_manifest, sort_keys=True)
+
     def _compute_hash(self) -> str:
         if self.version is not None:
             code = ("version", self.version)
         else:
-            code = ("source", function_code_hash(self.func, self._source))
+            code = ("source", self.code_info.hash)
         includes = sorted(hash_value(x) for x in self.hash_includes)
         overrides = hash_value(self._options_override) if self._options_override else None
         return hash_struct("Task", self.fullname, *code, *includes, overrides)

@@ -1,0 +1,288 @@
+"""Reruns in fresh processes after changing exactly one piece of *helper* code (not a task's own source).
+
+The workflow (two user modules, ``wf.py`` and ``helpers.py``) is run once per test session; each test copies
+that project (sources and database), changes one thing, runs it again in a fresh interpreter, and asserts
+which task bodies executed: exactly the tasks whose code depends on the change, never one more.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+HELPERS = '''
+"""Helpers of the workflow, in another user module."""
+
+import functools
+import os
+
+
+def _ran(what):
+    with open(os.environ["RERUN_LOG"], "a") as log:
+        log.write(what + "\\n")
+
+
+def normalize(x):
+    return x * 2
+
+
+def deco(f):
+    @functools.wraps(f)
+    def wrapper(*args):
+        return f(*args)
+    return wrapper
+
+
+@deco
+def shifted(x):
+    return x + 100
+
+
+class Scaler:
+    def __init__(self, k):
+        self.k = k
+
+    def apply(self, x):
+        return x * self.k
+'''
+
+WF = '''
+"""A workflow whose tasks use helpers in many ways."""
+
+from slothflow import task
+
+import helpers
+from helpers import Scaler, _ran, normalize, shifted
+
+OFFSET = 1
+
+
+def add_offset(x, extra=0):
+    return x + OFFSET + extra
+
+
+def unrelated():
+    return "unrelated"
+
+
+def make_multiplier(k):
+    def multiply(x):
+        return x * k
+    return multiply
+
+
+triple = make_multiplier(3)
+
+
+@task
+def t_local(x: int) -> int:
+    _ran("t_local")
+    return add_offset(x)
+
+
+@task
+def t_constant(x: int) -> int:
+    _ran("t_constant")
+    return x + OFFSET
+
+
+@task
+def t_module(x: int) -> int:
+    _ran("t_module")
+    return normalize(x)
+
+
+@task
+def t_attr(x: int) -> int:
+    _ran("t_attr")
+    return helpers.normalize(x) + 1
+
+
+@task
+def t_closure(x: int) -> int:
+    _ran("t_closure")
+    return triple(x)
+
+
+@task
+def t_method(x: int) -> int:
+    _ran("t_method")
+    return Scaler(2).apply(x)
+
+
+@task
+def t_decorated(x: int) -> int:
+    _ran("t_decorated")
+    return shifted(x)
+
+
+@task
+def t_callee(x: int) -> int:
+    _ran("t_callee")
+    return x - 1
+
+
+@task
+def t_caller(x: int) -> int:
+    _ran("t_caller")
+    return t_callee(x)
+
+
+@task
+def main(x: int = 1) -> dict:
+    _ran("main")
+    return {
+        "local": t_local(x), "constant": t_constant(x), "module": t_module(x), "attr": t_attr(x),
+        "closure": t_closure(x), "method": t_method(x), "decorated": t_decorated(x), "caller": t_caller(x),
+    }
+'''
+
+RUNNER = '''
+import json, os, sys
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import wf
+from slothflow import Scheduler
+
+config = {"backend": {"db_uri": os.environ["RERUN_DB"]}}
+if os.environ.get("ENV_POLICY"):
+    config["scheduler"] = {"env_policy": os.environ["ENV_POLICY"]}
+scheduler = Scheduler(config=config)
+try:
+    arguments = json.loads(sys.argv[1]) if len(sys.argv) > 1 else {}
+    if os.environ.get("DRYRUN"):
+        plan = scheduler.run(wf.main(**arguments), dryrun=True)
+        print(json.dumps({"would_run": plan.would_run_counts(), "reused": plan.reused_counts(),
+                          "reasons": {c.call: [r.message for r in c.reasons] for c in plan.would_run}}))
+        raise SystemExit(0)
+    result = scheduler.run(wf.main(**arguments))
+finally:
+    scheduler.close()
+print(json.dumps({"result": result, "execution": scheduler.last_execution_id}, sort_keys=True, default=repr))
+'''
+
+FIRST_RESULT = {"local": 2, "constant": 2, "module": 2, "attr": 3, "closure": 3, "method": 2, "decorated": 101,
+                "caller": 0}
+ALL_BODIES = {"main", "t_local", "t_constant", "t_module", "t_attr", "t_closure", "t_method", "t_decorated",
+              "t_callee", "t_caller"}
+
+
+class CodeProject:
+    """The workflow, its runner and its SQLite database in one folder."""
+
+    def __init__(self, root: Path, files: dict[str, str] | None = None) -> None:
+        self.root = root
+        root.mkdir(parents=True, exist_ok=True)
+        for name, text in (files or {"wf.py": WF, "helpers.py": HELPERS, "runner.py": RUNNER}).items():
+            (root / name).write_text(textwrap.dedent(text).lstrip())
+        self.log = root / "ran.log"
+        self.db = root / "cache.db"
+        self.last_execution: str | None = None
+
+    def copy(self, dest: Path) -> CodeProject:
+        shutil.copytree(self.root, dest)
+        return CodeProject(dest, files={})
+
+    def edit(self, file: str, old: str, new: str) -> None:
+        path = self.root / file
+        text = path.read_text()
+        assert text.count(old) == 1, f"{old!r} occurs {text.count(old)} times in {file}"
+        path.write_text(text.replace(old, new))
+
+    def run(self, arguments: dict[str, Any] | None = None, env: dict[str, str] | None = None,
+            dryrun: bool = False) -> tuple[Any, Counter[str]]:
+        """Run main(**arguments) in a fresh interpreter: (result, Counter of bodies that ran)."""
+        self.log.write_text("")
+        full_env = {**os.environ, "RERUN_LOG": str(self.log), "RERUN_DB": f"sqlite:///{self.db}",
+                    "PYTHONDONTWRITEBYTECODE": "1", **(env or {})}
+        if dryrun:
+            full_env["DRYRUN"] = "1"
+        proc = subprocess.run([sys.executable, str(self.root / "runner.py"), json.dumps(arguments or {})],
+                              capture_output=True, text=True, env=full_env, cwd=self.root, timeout=90)
+        assert proc.returncode == 0, proc.stderr
+        ran = Counter(line for line in self.log.read_text().splitlines() if line)
+        out = json.loads(proc.stdout.strip().splitlines()[-1])
+        if dryrun:
+            return out, ran
+        self.last_execution = out["execution"]
+        return out["result"], ran
+
+
+def make_baseline(tmp_path_factory: pytest.TempPathFactory) -> CodeProject:
+    """The workflow after its first run: every body ran once."""
+    project = CodeProject(tmp_path_factory.mktemp("code_baseline") / "proj")
+    result, ran = project.run()
+    assert result == FIRST_RESULT
+    assert set(ran) == ALL_BODIES and all(n == 1 for n in ran.values())
+    return project
+
+
+@pytest.fixture(scope="session")
+def baseline(tmp_path_factory: pytest.TempPathFactory) -> CodeProject:
+    return make_baseline(tmp_path_factory)
+
+
+@pytest.fixture
+def project(baseline: CodeProject, tmp_path: Path) -> CodeProject:
+    return baseline.copy(tmp_path / "proj")
+
+
+CHANGES = [
+    ("helper body, same module", "wf.py", "return x + OFFSET + extra", "return x + OFFSET + extra + 10",
+     {"t_local": 1}, {"local": 12}),
+    ("helper body, other module", "helpers.py", "return x * 2", "return x * 3",
+     {"t_module": 1, "t_attr": 1}, {"module": 3, "attr": 4}),
+    ("module constant", "wf.py", "OFFSET = 1", "OFFSET = 5", {"t_local": 1, "t_constant": 1},
+     {"local": 6, "constant": 6}),
+    ("closure variable", "wf.py", "triple = make_multiplier(3)", "triple = make_multiplier(4)", {"t_closure": 1},
+     {"closure": 4}),
+    ("default argument", "wf.py", "def add_offset(x, extra=0):", "def add_offset(x, extra=7):", {"t_local": 1},
+     {"local": 9}),
+    ("method of a user class", "helpers.py", "return x * self.k", "return x * self.k * 10", {"t_method": 1},
+     {"method": 20}),
+    ("decorator of a helper", "helpers.py", "return f(*args)", "return f(*args) * 2", {"t_decorated": 1},
+     {"decorated": 202}),
+]
+
+NON_CHANGES = [
+    ("comment", "helpers.py", "return x * 2", "return x * 2  # doubled"),
+    ("docstring", "wf.py", "def add_offset(x, extra=0):\n", 'def add_offset(x, extra=0):\n    """Shift."""\n'),
+    ("formatting", "helpers.py", "return x * self.k", "return (x\n                * self.k)"),
+    ("unrelated function, same module", "wf.py", 'return "unrelated"', 'return "changed"'),
+    ("new unused function", "helpers.py", "class Scaler:", "def unused():\n    return 1\n\n\nclass Scaler:"),
+]
+
+
+@pytest.mark.parametrize("what, file, old, new, expected_ran, expected_result", CHANGES, ids=[c[0] for c in CHANGES])
+def test_helper_change_reruns_exactly_the_dependent_tasks(project: CodeProject, what: str, file: str, old: str,
+                                                          new: str, expected_ran: dict[str, int],
+                                                          expected_result: dict[str, int]) -> None:
+    project.edit(file, old, new)
+    result, ran = project.run()
+    assert ran == expected_ran
+    assert result == {**FIRST_RESULT, **expected_result}  # never a stale value
+    assert project.run()[1] == {}  # and then it is cached
+
+
+@pytest.mark.parametrize("what, file, old, new", NON_CHANGES, ids=[c[0] for c in NON_CHANGES])
+def test_cosmetic_or_unrelated_change_reruns_nothing(project: CodeProject, what: str, file: str, old: str,
+                                                     new: str) -> None:
+    project.edit(file, old, new)
+    result, ran = project.run()
+    assert ran == {}
+    assert result == FIRST_RESULT
+
+
+def test_changing_a_called_task_reruns_only_that_task(project: CodeProject) -> None:
+    project.edit("wf.py", "return x - 1", "return x - 2")
+    result, ran = project.run()
+    assert ran == {"t_callee": 1}  # t_caller's body, which calls it, does not rerun
+    assert result == {**FIRST_RESULT, "caller": -1}

@@ -63,7 +63,12 @@ class File(Value):
 
     def __slothflow_hash__(self) -> str:
         # As an argument or in a result the file must exist: a missing input is an error, not a value.
-        self._hash = self._hash_of(_fs.require_fingerprint(self.path))
+        fingerprint = self._fingerprint()
+        if fingerprint is None:
+            broken = _fs.is_local(self.path) and os.path.islink(_fs.local_path(self.path))
+            what = "is a broken symbolic link" if broken else "does not exist"
+            raise _fs.MissingFileError(f"file {self.path} {what}", path=self.path)
+        self._hash = self._hash_of(fingerprint)
         return self._hash
 
     @property
@@ -179,9 +184,16 @@ class ContentFile(File):
 
         if not self.filesystem.exists(self.path):
             return None
+        if self.filesystem.isdir(self.path):
+            raise _fs.FileAccessError(f"{self.path} is a directory, not a file (use ContentDir)", path=self.path)
         h = hashlib.sha256()
-        for chunk in _fs.iter_chunks(self.path):
-            h.update(chunk)
+        try:
+            for chunk in _fs.iter_chunks(self.path):
+                h.update(chunk)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise _fs.FileAccessError(f"cannot read {self.path}: {exc}", path=self.path) from exc
         return "sha256:" + h.hexdigest()
 
 

@@ -286,3 +286,59 @@ def test_changing_a_called_task_reruns_only_that_task(project: CodeProject) -> N
     result, ran = project.run()
     assert ran == {"t_callee": 1}  # t_caller's body, which calls it, does not rerun
     assert result == {**FIRST_RESULT, "caller": -1}
+
+
+STATEFUL = '''
+import os
+import sys
+
+from slothflow import Scheduler, task
+
+_log_fd = None          # rebound by a helper at run time (like a lazily opened log file)
+_seen = {}              # mutated in place at run time (a memo)
+LIMIT = 10              # a real constant
+
+
+def note(name):
+    global _log_fd
+    if _log_fd is None:
+        _log_fd = os.open(os.environ["RERUN_LOG"], os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+    _seen[name] = _seen.get(name, 0) + 1
+    os.write(_log_fd, (name + "\\n").encode())
+
+
+@task
+def leaf(i: int) -> int:
+    note("leaf")
+    return min(i, LIMIT)
+
+
+@task
+def root(n: int) -> list:
+    note("root")
+    return [leaf(i) for i in range(n)]
+
+
+if __name__ == "__main__":
+    s = Scheduler(config={"backend": {"db_uri": "sqlite:///" + sys.argv[1]}})
+    print(s.run(root(3)))
+'''
+
+
+def test_runtime_state_in_module_globals_does_not_rerun(tmp_path: Path) -> None:
+    """Globals that helpers rebind or mutate while a run goes on are state, not code: a cached rerun (where
+    no body runs, so the state stays as imported) must not see them as changed."""
+    (tmp_path / "stateful.py").write_text(STATEFUL)
+    log = tmp_path / "ran.log"
+
+    def run() -> list[str]:
+        log.unlink(missing_ok=True)
+        subprocess.run([sys.executable, str(tmp_path / "stateful.py"), str(tmp_path / "db.sqlite")],
+                       env={**os.environ, "RERUN_LOG": str(log)}, check=True, capture_output=True, timeout=60)
+        return log.read_text().split() if log.exists() else []
+
+    assert Counter(run()) == Counter({"leaf": 3, "root": 1})
+    assert run() == []
+    source = (tmp_path / "stateful.py").read_text()
+    (tmp_path / "stateful.py").write_text(source.replace("LIMIT = 10", "LIMIT = 1"))
+    assert Counter(run()) == Counter({"leaf": 3})  # the real constant still counts

@@ -36,7 +36,7 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
-from ._errors import HashingError
+from ._errors import FileAccessError, HashingError
 
 HASH_ALGORITHM = "sha256"
 
@@ -80,7 +80,7 @@ def hash_value(value: Any) -> str:
             value_type=_qualname(type(value)),
         ) from exc
     except HashingError as exc:
-        if not outermost or exc.value_type in (None, _qualname(type(value))):
+        if not outermost or exc.value_type in (None, _qualname(type(value))) or isinstance(exc, FileAccessError):
             raise
         outer = _qualname(type(value))
         raise HashingError(
@@ -723,6 +723,64 @@ def _code_source(code: types.CodeType) -> str | None:
 _class_index: dict[str, tuple[list[str], dict[str, tuple[int, int]]]] = {}
 
 
+_binding_index: dict[str, tuple[list[str], dict[str, str], frozenset[str]]] = {}
+
+
+def _module_bindings(module_name: str) -> tuple[dict[str, str], frozenset[str]] | None:
+    """For a module with source: {name: normalized source of its module-level binding statements}, and the
+    names some function rebinds with ``global`` (state that changes at run time, not constants)."""
+    module = sys.modules.get(module_name)
+    path = getattr(module, "__file__", None)
+    if not path:
+        return None
+    import linecache
+
+    lines = linecache.getlines(path, getattr(module, "__dict__", None))
+    if not lines:
+        return None
+    cached = _binding_index.get(path)
+    if cached is not None and cached[0] is lines:
+        return cached[1], cached[2]
+    try:
+        tree = ast.parse("".join(lines))
+    except SyntaxError:
+        return None
+    bindings: dict[str, list[str]] = {}
+    stack: list[list[ast.stmt]] = [tree.body]
+    while stack:
+        for stmt in stack.pop():
+            if isinstance(stmt, ast.Assign | ast.AnnAssign | ast.AugAssign):
+                targets = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target]
+                names = [n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)]
+                text = ast.unparse(stmt)
+                for name in names:
+                    bindings.setdefault(name, []).append(text)
+            elif isinstance(stmt, ast.If | ast.Try | ast.With):
+                for attr in ("body", "orelse", "finalbody"):
+                    inner = getattr(stmt, attr, None)
+                    if isinstance(inner, list):
+                        stack.append(inner)
+                for handler in getattr(stmt, "handlers", []):
+                    stack.append(handler.body)
+    rebound = frozenset(
+        name for node in ast.walk(tree) if isinstance(node, ast.Global) for name in node.names
+    )
+    joined = {name: "\n".join(texts) for name, texts in bindings.items()}
+    _binding_index[path] = (lines, joined, rebound)
+    return joined, rebound
+
+
+_SCALARS = (type(None), bool, int, float, complex, str, bytes)
+
+
+def _is_scalar(value: Any) -> bool:
+    if isinstance(value, _SCALARS) or isinstance(value, enum.Enum):
+        return True
+    if isinstance(value, tuple | frozenset):
+        return all(_is_scalar(v) for v in value)
+    return False
+
+
 def _class_source(cls: type) -> tuple[str, str, int] | None:
     """(source, file, first line) of a class defined in a file, decorators included."""
     module = sys.modules.get(cls.__module__)
@@ -998,6 +1056,23 @@ class _CodeWalk:
             return
         self.seen_values.add((key, name))
         self.keep.append(value)
+        if kind == "constant" and not _is_scalar(value):
+            # A module-level variable that code rebinds (``global``) or mutates in place is run-time state:
+            # its value differs between a cold run and a cached rerun. Its defining statement is what the
+            # user wrote, so that is what counts.
+            module_name, _, var = name.rpartition(".")
+            facts = _module_bindings(module_name)
+            if facts is not None and var in facts[0]:
+                statement = facts[0][var]
+                self._add(kind, name, hash_struct("binding", statement), None, None, statement)
+                return
+        elif kind == "constant":
+            module_name, _, var = name.rpartition(".")
+            facts = _module_bindings(module_name)
+            if facts is not None and var in facts[1] and var in facts[0]:
+                statement = facts[0][var]
+                self._add(kind, name, hash_struct("binding", statement), None, None, statement)
+                return
         try:
             digest = hash_value(value)
         except Exception:  # no deterministic hash (a lock, a connection): nothing to compare it by

@@ -40,7 +40,7 @@ from typing import Any
 
 from ._config import DB_FILENAME, Config, load_project_config
 from ._environment import DEFAULT_POLICY, check_policy, task_environment, task_environment_json
-from ._errors import ExecutorError, HashingError, SerializationError, SlothflowError, TaskLookupError
+from ._errors import ExecutorError, FileAccessError, HashingError, SerializationError, SlothflowError, TaskLookupError
 from ._expression import (
     Expression,
     SchedulerExpression,
@@ -52,6 +52,7 @@ from ._expression import (
     iter_expressions,
     substitute,
 )
+from ._fs import bind_digest_store
 from ._hashing import hash_struct, hash_value
 from ._store import Store, sqlite_path
 from ._store.explain import CallFacts, Reason, diff_call
@@ -350,6 +351,17 @@ class Scheduler:
         finally:
             store.conn.rollback()
 
+    def lineage(self, path: str) -> dict[str, Any]:
+        """Where a file (local path or URL) came from: the call that produced it, with its code and inputs,
+        recursively up to the raw inputs, as plain data (what ``slothflow log --file`` shows)."""
+        from ._store.lineage import file_lineage
+
+        store = self.load()
+        try:
+            return file_lineage(store.conn, path)
+        finally:
+            store.conn.rollback()
+
     def close(self) -> None:
         for executor in self.executors.values():
             executor.stop()
@@ -485,6 +497,8 @@ class _Run:
         for executor in self.scheduler.executors.values():
             if executor.name == "default":
                 executor.start()
+        # Local file digests are remembered in the store, so an unchanged file is never read twice.
+        bind_digest_store(self.store)
         root = self.evaluate(expr, None)
         status = "failed"
         try:
@@ -494,6 +508,7 @@ class _Run:
             status = "failed"
             raise
         finally:
+            bind_digest_store(None)
             if not self.dryrun:
                 root_id = self.root_job.id if self.root_job else None
                 self.store.end_execution(self.execution_id, status, root_id)
@@ -903,6 +918,12 @@ class _Run:
         try:
             for name, value in arguments.items():
                 job.arg_hashes.append((name, hash_value(value)))
+        except FileAccessError as exc:
+            # A missing input file, an unreadable path, refused credentials: same type, with the context.
+            error = type(exc)(f"argument {name!r} of task {task.fullname}: {exc}", path=exc.path,
+                              task_name=task.fullname, argument=name)
+            self._job_failed(job, error, "", cell)
+            return
         except HashingError as exc:
             error = HashingError(
                 f"argument {name!r} of task {task.fullname} cannot be hashed: {exc}",
@@ -956,7 +977,7 @@ class _Run:
                                                    job.eval_hash, reasons))
             return
         opts = self._options(task)
-        spec = JobSpec(job.id, task.fullname, task.func, (), {}, opts["executor_options"], task.__module__)
+        spec = JobSpec(job.id, task.fullname, task.run_func, (), {}, opts["executor_options"], task.__module__)
         ba = inspect.BoundArguments(task.signature, collections.OrderedDict(job.arguments))
         spec.args, spec.kwargs = ba.args, ba.kwargs
         self._enqueue(job, spec)

@@ -11,6 +11,7 @@ source, the code object is hashed instead. A task's default namespace is its mod
 
 from __future__ import annotations
 
+import functools
 import inspect
 import json
 import re
@@ -284,6 +285,14 @@ class Task:
     def partial(self, *args: Any, **kwargs: Any) -> PartialTask:
         return PartialTask(self, args, kwargs)
 
+    @property
+    def run_func(self) -> Callable[..., Any]:
+        """What an executor calls: the function itself, or for ``script=True`` a runner of the command the
+        function returns (stdout is the result)."""
+        if self.get_task_option("script"):
+            return functools.partial(_run_script_body, self.func)
+        return self.func
+
     # ------------------------------------------------------------------------------------ calling
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return TaskExpression(self, args, kwargs)
@@ -293,6 +302,17 @@ class Task:
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (_load_task, (self.fullname, self.hash, self._options_override))
+
+
+def _run_script_body(func: Callable[..., Any], *args: Any, **kwargs: Any) -> str:
+    from ._script import run_command
+
+    command = func(*args, **kwargs)
+    if not isinstance(command, str):
+        raise TypeError(
+            f"a script task must return its shell command as a string, not {type(command).__name__}"
+        )
+    return run_command(command)
 
 
 def _load_task(fullname: str, recorded_hash: str, options_override: dict[str, Any]) -> Task:

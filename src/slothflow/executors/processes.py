@@ -8,13 +8,16 @@ cannot cross processes fails the job with a :class:`~slothflow.SerializationErro
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
 import multiprocessing
+import os
 import pickle
 import sys
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from collections.abc import Iterator
 from typing import Any
 
 from .._errors import ExecutorError, SerializationError
@@ -50,7 +53,7 @@ def _resolve(payload: bytes) -> tuple[Any, tuple[Any, ...], dict[str, Any]]:
         task = get_task_registry().get(task_name)
         if task is None:
             raise ExecutorError(f"task {task_name} not found after importing {module_name} in a worker process")
-        return task.func, args, kwargs
+        return task.run_func, args, kwargs
     return target, args, kwargs
 
 
@@ -90,6 +93,22 @@ def _work(job_id: str, task_name: str, payload: bytes) -> tuple[str, bool, bytes
         return job_id, False, wire_dumps(err), ""
 
 
+@contextlib.contextmanager
+def _main_without_missing_file() -> Iterator[None]:
+    """``spawn`` re-runs the parent's main script in each new worker; for ``python -`` or ``exec`` there is no
+    such file, and the worker would die. Tasks from there travel by value anyway, so hide the bogus path."""
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    if main is None or path is None or os.path.isfile(path):
+        yield
+        return
+    del main.__file__
+    try:
+        yield
+    finally:
+        main.__file__ = path
+
+
 class ProcessExecutor(Executor):
     def __init__(self, name: str, config: dict[str, Any] | None = None) -> None:
         super().__init__(name, config)
@@ -119,7 +138,8 @@ class ProcessExecutor(Executor):
                 self._restart()
             assert self._pool is not None
             try:
-                future = self._pool.submit(_work, spec.job_id, spec.task_name, payload)
+                with _main_without_missing_file():
+                    future = self._pool.submit(_work, spec.job_id, spec.task_name, payload)
                 break
             except (BrokenProcessPool, RuntimeError) as exc:
                 # A worker died earlier (os._exit, out of memory): the pool is unusable; start a new one.

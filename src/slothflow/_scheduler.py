@@ -920,9 +920,9 @@ class _Run:
                 job.arg_hashes.append((name, hash_value(value)))
         except FileAccessError as exc:
             # A missing input file, an unreadable path, refused credentials: same type, with the context.
-            error = type(exc)(f"argument {name!r} of task {task.fullname}: {exc}", path=exc.path,
-                              task_name=task.fullname, argument=name)
-            self._job_failed(job, error, "", cell)
+            file_error = type(exc)(f"argument {name!r} of task {task.fullname}: {exc}", path=exc.path,
+                                   task_name=task.fullname, argument=name)
+            self._job_failed(job, file_error, "", cell)
             return
         except HashingError as exc:
             error = HashingError(

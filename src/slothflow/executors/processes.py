@@ -15,9 +15,9 @@ import multiprocessing
 import os
 import pickle
 import sys
+from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from collections.abc import Iterator
 from typing import Any
 
 from .._errors import ExecutorError, SerializationError

@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import s3_server as s3mod
 
+import s3_server as s3mod
 from slothflow import ContentFile, Dir, File, FileSet, HashingError, Scheduler, hash_value, task
-from slothflow._errors import FileAccessError
+from slothflow._errors import FileAccessError, MissingFileError
 
 RUNS: list[tuple[str, Any]] = []
 _LOCK = threading.Lock()
@@ -187,10 +187,10 @@ def _fails_naming(sched: Scheduler, expr: Any, *parts: str) -> BaseException:
 
 def test_a_missing_object_and_a_missing_bucket_name_task_argument_and_path(sched: Scheduler, s3: s3mod.S3) -> None:
     bucket = s3.new_bucket()
-    url = f"s3://{bucket}/no/such/key.txt"
-    _fails_naming(sched, s3_len(File(url)), "s3_len", "'f'", url)
-    url = "s3://slothflow-no-such-bucket-x/key.txt"
-    _fails_naming(sched, s3_len(File(url)), "s3_len", "'f'", url)
+    for url in (f"s3://{bucket}/no/such/key.txt", "s3://slothflow-no-such-bucket-x/key.txt"):
+        error = _fails_naming(sched, s3_len(File(url)), "s3_len", "'f'", url)
+        assert isinstance(error, MissingFileError)
+        assert (error.task_name, error.argument, error.path) == (s3_len.fullname, "f", url)
     assert take_runs() == []
 
 
@@ -200,13 +200,14 @@ def test_an_object_that_vanished_between_runs(sched: Scheduler, s3: s3mod.S3) ->
     url = f"s3://{bucket}/v.txt"
     assert sched.run(s3_len(File(url))) == 4
     s3.delete(bucket, "v.txt")
-    _fails_naming(sched, s3_len(File(url)), "s3_len", "'f'", url)
+    assert isinstance(_fails_naming(sched, s3_len(File(url)), "s3_len", "'f'", url), MissingFileError)
 
 
 REFUSED = textwrap.dedent(
     """
     import sys
-    from slothflow import File, HashingError, Scheduler, task
+    from slothflow import File, Scheduler, task
+    from slothflow._errors import FileAccessError
 
     @task
     def load(source: File) -> int:
@@ -215,7 +216,8 @@ REFUSED = textwrap.dedent(
     sched = Scheduler(config={"backend": {"db_uri": sys.argv[1]}})
     try:
         sched.run(load(File(sys.argv[2])))
-    except HashingError as exc:
+    except FileAccessError as exc:
+        assert (exc.task_name, exc.argument, exc.path) == ("refused.load", "source", sys.argv[2])
         print("ERROR", type(exc).__name__, exc)
     finally:
         sched.close()

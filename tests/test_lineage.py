@@ -216,3 +216,17 @@ def test_lineage_of_s3_objects(sched: Scheduler, db: str, s3_server: Any) -> Non
 
     s3_server.put(bucket, "clean/out.txt", b"changed by hand")
     assert lineage(db, out_url)["changed_since_recorded"]
+
+
+def test_lineage_of_a_script_output(sched: Scheduler, db: str, tmp_path: Path) -> None:
+    from slothflow import script
+
+    src = tmp_path / "names.txt"
+    src.write_text("b\na\n")
+    out = str(tmp_path / "sorted.txt")
+    sched.run(script(f"sort {src} > {out}", inputs=[File(str(src))], outputs=File(out)))
+    tree = lineage(db, out)
+    assert tree["producer"]["task"] == "slothflow.script"
+    args = {a["name"]: a for a in tree["producer"]["arguments"]}
+    assert "sort" in args["command"]["preview"]
+    assert [f["path"] for f in args["inputs"]["files"]] == [str(src)]

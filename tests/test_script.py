@@ -115,7 +115,10 @@ def test_remote_inputs_are_staged_in_and_outputs_staged_out(sched: Scheduler, tm
         return script(
             f"echo run >> {log}; cat ref.fa reads.fq | tr A-Z a-z > out.txt; pwd > where.txt",
             inputs=[ref.stage("ref.fa"), reads.stage("reads.fq")],
-            outputs={"aligned": File(out_url).stage("out.txt"), "where": File(f"{remote}/where.txt").stage("where.txt")},
+            outputs={
+                "aligned": File(out_url).stage("out.txt"),
+                "where": File(f"{remote}/where.txt").stage("where.txt"),
+            },
             tempdir=True,
         )
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import stat
 import threading
 import time
 from collections.abc import Iterator
@@ -49,6 +50,8 @@ def is_local(path: str) -> bool:
 
 def local_path(path: str) -> str:
     """The OS path of a local path or file:// URL."""
+    if "://" not in path:
+        return path
     protocol, rest = split_protocol(path)
     return rest if protocol == "file" else path
 
@@ -65,14 +68,20 @@ class DigestStore(Protocol):
 
 
 class DigestCache:
-    """Content digests of local files by stat token: in memory, backed by the store when bound."""
+    """Content digests of local files by stat token: in memory, backed by the store when bound.
+
+    The store is only used from the thread that bound it (the scheduler's); a digest computed in another
+    thread (a task body hashing a file it wrote) is remembered in memory and saved to the store the next
+    time the binding thread meets it, or when a store is bound.
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._memory: dict[str, tuple[str, str]] = {}
+        self._unsaved: set[str] = set()  # remembered in memory, not yet in the bound store
         self._store: DigestStore | None = None
         self._owner: int | None = None
-        self._loaded_dirs: set[str] = set()
+        self._dirs: dict[str, dict[str, tuple[str, str]]] = {}  # the store's rows, per folder, once loaded
         self.reads = 0  # how many files were actually read (for tests and benchmarks)
 
     def bind(self, store: DigestStore | None) -> None:
@@ -80,49 +89,75 @@ class DigestCache:
         with self._lock:
             self._store = store
             self._owner = threading.get_ident() if store is not None else None
-            self._loaded_dirs.clear()
+            self._dirs = {}
+            self._unsaved = set(self._memory) if store is not None else set()
+        self._save_unsaved()
+
+    def _save_unsaved(self) -> None:
+        store = self._store
+        if store is None or self._owner != threading.get_ident():
+            return
+        with self._lock:
+            pending = [(p, self._memory[p]) for p in self._unsaved if p in self._memory]
+            self._unsaved.clear()
+        for path, (token, digest) in pending:
+            store.save_file_digest(path, token, digest)
 
     def _lookup(self, path: str, token: str) -> str | None:
-        with self._lock:
-            known = self._memory.get(path)
-            store, owner = self._store, self._owner
+        """The remembered digest of ``path`` at ``token`` (memory first, then the store's rows for its folder)."""
+        known = self._memory.get(path)  # a dict read is atomic: no lock on the hot path
+        store = self._store
+        owned = store is not None and self._owner == threading.get_ident()
         if known is not None and known[0] == token:
+            if owned and path in self._unsaved:
+                self._save_unsaved()
             return known[1]
-        if store is None or owner != threading.get_ident():
+        if not owned:
             return None
-        directory = os.path.dirname(path)
-        if directory in self._loaded_dirs:
+        assert store is not None
+        directory = path.rpartition("/")[0] or "/"  # os.path.dirname of an absolute, normal path
+        rows = self._dirs.get(directory)
+        if rows is None:  # one query per folder, the first time a file in it is met
+            rows = self._dirs[directory] = store.load_file_digests(directory)
+        entry = rows.get(path)
+        if entry is None or entry[0] != token:
             return None
-        rows = store.load_file_digests(directory)
-        with self._lock:
-            self._loaded_dirs.add(directory)
-            for p, entry in rows.items():
-                self._memory.setdefault(p, entry)
-            known = self._memory.get(path)
-        return known[1] if known is not None and known[0] == token else None
+        self._memory[path] = entry  # already in the store: nothing for _unsaved to track
+        return entry[1]
 
     def _remember(self, path: str, token: str, digest: str) -> None:
+        store = self._store
+        owned = store is not None and self._owner == threading.get_ident()
         with self._lock:
             self._memory[path] = (token, digest)
-            store, owner = self._store, self._owner
-        if store is not None and owner == threading.get_ident():
+            if owned:
+                self._unsaved.discard(path)
+            elif store is not None:
+                self._unsaved.add(path)
+        if owned:
+            assert store is not None
             store.save_file_digest(path, token, digest)
 
     def digest(self, path: str) -> str | None:
         """``sha256:<hex>`` of a local file, or None when it does not exist."""
-        path = os.path.abspath(path)
+        if path[:1] != "/" or "//" in path or "/." in path or path.endswith("/"):
+            path = os.path.abspath(path)  # already absolute and normal (the usual case): as it is
         try:
             st = os.stat(path)
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             return None
         except OSError as exc:
             raise FileAccessError(f"cannot read {path}: {exc}", path=path) from exc
-        if not os.path.isfile(path):
-            raise FileAccessError(f"{path} is not a regular file", path=path)
+        if not stat.S_ISREG(st.st_mode):
+            what = "a directory" if stat.S_ISDIR(st.st_mode) else "not a regular file"
+            raise FileAccessError(f"{path} is {what}, not a file", path=path)
         token = f"{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}:{st.st_ino}:{st.st_dev}"
-        known = self._lookup(path, token)
-        if known is not None:
-            return known
+        known = self._memory.get(path)
+        if known is not None and known[0] == token and path not in self._unsaved:
+            return known[1]  # the hot path of a recheck: one stat and a dict lookup
+        digest: str | None = self._lookup(path, token)
+        if digest is not None:
+            return digest
         read_at = time.time_ns()
         try:
             with open(path, "rb") as fh:
@@ -131,7 +166,8 @@ class DigestCache:
             return None
         except OSError as exc:
             raise FileAccessError(f"cannot read {path}: {exc}", path=path) from exc
-        self.reads += 1
+        with self._lock:
+            self.reads += 1
         if read_at - max(st.st_mtime_ns, st.st_ctime_ns) >= RACY_WINDOW_NS:
             self._remember(path, token, digest)
         return digest
@@ -353,7 +389,7 @@ class FsspecFileSystem(FileSystem):
             self._filesystem(path)
             self._forget(path)
         try:
-            return self._call("open", path, "open", path, mode, **kwargs)  # type: ignore[no-any-return]
+            return self._call("open", path, "open", path, mode, **kwargs)
         except FileNotFoundError as exc:
             raise FileNotFoundError(f"no such file: {path}") from exc
 
@@ -417,6 +453,8 @@ _remote: dict[str, FsspecFileSystem] = {}
 
 
 def get_filesystem(path: str) -> FileSystem:
+    if "://" not in path:
+        return _local
     protocol = split_protocol(path)[0]
     if protocol in LOCAL_PROTOCOLS:
         return _local

@@ -70,7 +70,9 @@ def _in_workdir(item: Any, workdir: str | None) -> Any:
     local = item.local.path
     if os.path.isabs(local) or "://" in local:
         return item
-    return type(item)(os.path.join(workdir, local), item.remote)
+    if isinstance(item, StagingFile):
+        return StagingFile(os.path.join(workdir, local), item.remote)
+    return StagingDir(os.path.join(workdir, local), item.remote)
 
 
 def run_command(command: str, cwd: str | None = None) -> str:

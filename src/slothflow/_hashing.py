@@ -770,17 +770,6 @@ def _module_bindings(module_name: str) -> tuple[dict[str, str], frozenset[str]] 
     return joined, rebound
 
 
-_SCALARS = (type(None), bool, int, float, complex, str, bytes)
-
-
-def _is_scalar(value: Any) -> bool:
-    if isinstance(value, _SCALARS) or isinstance(value, enum.Enum):
-        return True
-    if isinstance(value, tuple | frozenset):
-        return all(_is_scalar(v) for v in value)
-    return False
-
-
 def _class_source(cls: type) -> tuple[str, str, int] | None:
     """(source, file, first line) of a class defined in a file, decorators included."""
     module = sys.modules.get(cls.__module__)
@@ -1056,17 +1045,9 @@ class _CodeWalk:
             return
         self.seen_values.add((key, name))
         self.keep.append(value)
-        if kind == "constant" and not _is_scalar(value):
-            # A module-level variable that code rebinds (``global``) or mutates in place is run-time state:
-            # its value differs between a cold run and a cached rerun. Its defining statement is what the
-            # user wrote, so that is what counts.
-            module_name, _, var = name.rpartition(".")
-            facts = _module_bindings(module_name)
-            if facts is not None and var in facts[0]:
-                statement = facts[0][var]
-                self._add(kind, name, hash_struct("binding", statement), None, None, statement)
-                return
-        elif kind == "constant":
+        if kind == "constant":
+            # A module-level variable that some function rebinds (``global``) is run-time state: its value
+            # differs between a cold run and a cached rerun. The statement that defines it is what counts.
             module_name, _, var = name.rpartition(".")
             facts = _module_bindings(module_name)
             if facts is not None and var in facts[1] and var in facts[0]:

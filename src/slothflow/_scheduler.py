@@ -393,6 +393,18 @@ class Scheduler:
         return run.run(expr)
 
 
+def _hash_registered_tasks() -> None:
+    """Hash every defined task before any body runs. A task's hash covers module-level values its code uses;
+    hashing them all now, while the modules are as imported, keeps a value that bodies change while a run
+    goes on (a memo, a lazily opened handle) from looking like a code change in the next run."""
+    for task in get_task_registry():
+        if task._hash is None:
+            try:
+                task.hash  # noqa: B018 - computed and cached
+            except Exception:  # a task that cannot be hashed fails when (and if) it is called
+                continue
+
+
 def _names_undefined_task(value: Any) -> bool:
     """True when an expression in ``value`` (at any depth) calls a task not defined in this process."""
     if isinstance(value, _ATOMIC):
@@ -499,6 +511,7 @@ class _Run:
                 executor.start()
         # Local file digests are remembered in the store, so an unchanged file is never read twice.
         bind_digest_store(self.store)
+        _hash_registered_tasks()
         root = self.evaluate(expr, None)
         status = "failed"
         try:

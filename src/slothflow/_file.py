@@ -54,8 +54,8 @@ class File(Value):
     def _hash_of(self, fingerprint: str | None) -> str:
         self._fp = fingerprint
         # hash_struct(type_name, path, fingerprint), in one update: the same digest, less overhead per file.
-        parts = [p.encode() for p in (self.type_name, self.path, fingerprint or "missing")]
-        return hashlib.sha256(b"".join(b"s%d:%s" % (len(p), p) for p in parts)).hexdigest()
+        t, p, f = self.type_name.encode(), self.path.encode(), (fingerprint or "missing").encode()
+        return hashlib.sha256(b"s%d:%ss%d:%ss%d:%s" % (len(t), t, len(p), p, len(f), f)).hexdigest()
 
     def content_key(self) -> str | None:
         """A key of the data alone (not the path's spelling), for lineage; None when the file is missing."""

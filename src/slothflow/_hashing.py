@@ -329,10 +329,17 @@ def functools_partial() -> type:
     return functools.partial
 
 
+_hook_prefixes: dict[type, bytes] = {}
+
+
 def _enc_hook(value: Any, write: Write, depth: int) -> None:
-    digest = value.__slothflow_hash__()
-    _enc_object_named(b"H", _qualname(type(value)), write)
-    _enc_str(str(digest), write)
+    digest = str(value.__slothflow_hash__()).encode("utf-8", "surrogatepass")
+    cls = type(value)
+    prefix = _hook_prefixes.get(cls)
+    if prefix is None:  # the same bytes as _enc_object_named(b"H", qualname), built once per class
+        name = _qualname(cls).encode()
+        prefix = _hook_prefixes[cls] = b"H%d:%s" % (len(name), name)
+    write(prefix + b"s%d:" % len(digest) + digest)
 
 
 def _enc_exception(value: BaseException, write: Write, depth: int) -> None:

@@ -1206,6 +1206,10 @@ class _Run:
             try:
                 value_hash = hash_value(result)
                 self.store.add_value(value_hash, result)
+            except FileAccessError as exc:  # e.g. the task returned a File it never wrote
+                self._job_failed(job, type(exc)(f"the result of task {job.task.fullname}: {exc}", path=exc.path,
+                                                task_name=job.task.fullname), "", cell)
+                return
             except (HashingError, SerializationError) as exc:
                 what = "hashed" if isinstance(exc, HashingError) else "stored"
                 error = type(exc)(

@@ -473,12 +473,9 @@ class Store:
     # ------------------------------------------------------------------------------- file digests
     def load_file_digests(self, directory: str) -> dict[str, tuple[str, str]]:
         """Remembered (stat token, digest) of the local files in one directory."""
-        fd = s.file_digest
         with self._errors():
-            rows = self.conn.execute(
-                select(fd.c.path, fd.c.stat_token, fd.c.digest).where(fd.c.directory == directory)
-            ).all()
-        return {r.path: (r.stat_token, r.digest) for r in rows}
+            result = self.conn.execute(_DIGESTS_SQL, {"directory": directory})
+            return {path: (token, digest) for path, token, digest in result}
 
     def save_file_digest(self, path: str, token: str, digest: str) -> None:
         self._buffer.setdefault("file_digest", []).append(
@@ -551,6 +548,7 @@ class Store:
         return stmt
 
 
+_DIGESTS_SQL = text("SELECT path, stat_token, digest FROM file_digest WHERE directory = :directory")
 _TABLE_ORDER = ("task", "value", "value_file", "evaluation", "call_node", "argument", "call_edge", "tag",
                 "file_digest")
 _UPSERT = ("evaluation", "tag", "file_digest")

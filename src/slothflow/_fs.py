@@ -81,7 +81,7 @@ class DigestCache:
         self._unsaved: set[str] = set()  # remembered in memory, not yet in the bound store
         self._store: DigestStore | None = None
         self._owner: int | None = None
-        self._dirs: dict[str, dict[str, tuple[str, str]]] = {}  # the store's rows, per folder, once loaded
+        self._dirs: set[str] = set()  # folders whose rows the bound store has given (into _memory)
         self.reads = 0  # how many files were actually read (for tests and benchmarks)
 
     def bind(self, store: DigestStore | None) -> None:
@@ -89,7 +89,7 @@ class DigestCache:
         with self._lock:
             self._store = store
             self._owner = threading.get_ident() if store is not None else None
-            self._dirs = {}
+            self._dirs = set()
             self._unsaved = set(self._memory) if store is not None else set()
         self._save_unsaved()
 
@@ -116,13 +116,21 @@ class DigestCache:
             return None
         assert store is not None
         directory = path.rpartition("/")[0] or "/"  # os.path.dirname of an absolute, normal path
-        rows = self._dirs.get(directory)
-        if rows is None:  # one query per folder, the first time a file in it is met
-            rows = self._dirs[directory] = store.load_file_digests(directory)
+        if directory in self._dirs:
+            return None  # the folder's rows are loaded already: nothing is remembered for this token
+        # One query per folder, the first time a file in it is met; its rows go to memory, so the other files
+        # of the folder take digest()'s fast path (a stat and a dict lookup).
+        rows = store.load_file_digests(directory)
+        self._dirs.add(directory)
+        with self._lock:
+            memory = self._memory
+            for p, row in rows.items():
+                if p not in memory:
+                    memory[p] = row
         entry = rows.get(path)
         if entry is None or entry[0] != token:
             return None
-        self._memory[path] = entry  # already in the store: nothing for _unsaved to track
+        memory[path] = entry  # already in the store: nothing for _unsaved to track
         return entry[1]
 
     def _remember(self, path: str, token: str, digest: str) -> None:

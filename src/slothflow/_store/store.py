@@ -473,9 +473,10 @@ class Store:
     # ------------------------------------------------------------------------------- file digests
     def load_file_digests(self, directory: str) -> dict[str, tuple[str, str]]:
         """Remembered (stat token, digest) of the local files in one directory."""
+        sql = _DIGESTS_SQL_QMARK if self.is_sqlite else _DIGESTS_SQL_FORMAT
         with self._errors():
-            result = self.conn.execute(_DIGESTS_SQL, {"directory": directory})
-            return {path: (token, digest) for path, token, digest in result}
+            result = self.conn.exec_driver_sql(sql, (directory,))  # plain rows: thousands per folder
+            return {path: (token, digest) for path, token, digest in result.fetchall()}
 
     def save_file_digest(self, path: str, token: str, digest: str) -> None:
         self._buffer.setdefault("file_digest", []).append(
@@ -548,7 +549,8 @@ class Store:
         return stmt
 
 
-_DIGESTS_SQL = text("SELECT path, stat_token, digest FROM file_digest WHERE directory = :directory")
+_DIGESTS_SQL_QMARK = "SELECT path, stat_token, digest FROM file_digest WHERE directory = ?"
+_DIGESTS_SQL_FORMAT = "SELECT path, stat_token, digest FROM file_digest WHERE directory = %s"
 _TABLE_ORDER = ("task", "value", "value_file", "evaluation", "call_node", "argument", "call_edge", "tag",
                 "file_digest")
 _UPSERT = ("evaluation", "tag", "file_digest")

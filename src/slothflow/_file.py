@@ -375,19 +375,24 @@ class ContentDir(Dir):
     file_class = ContentFile
 
 
-class StagingFile(Value):
-    """A local file paired with a remote one: ``stage()`` copies remote to local, ``unstage()`` back."""
+class _Staging(Value):
+    """A local path paired with a remote one: ``stage()`` copies remote to local, ``unstage()`` back.
 
-    type_name = "slothflow.StagingFile"
+    Its identity is the local path and the remote data: the local copy is a working copy.
+    """
 
-    def __init__(self, local: File | str, remote: File | str) -> None:
-        self.local = local if isinstance(local, File) else File(local)
-        self.remote = remote if isinstance(remote, File) else File(remote)
+    kind: type[File] | type[Dir] = File
+    local: Any
+    remote: Any
 
-    def stage(self) -> File:
+    def __init__(self, local: Any, remote: Any) -> None:
+        self.local = local if isinstance(local, self.kind) else self.kind(local)
+        self.remote = remote if isinstance(remote, self.kind) else self.kind(remote)
+
+    def stage(self) -> Any:
         return self.remote.copy_to(self.local)
 
-    def unstage(self) -> File:
+    def unstage(self) -> Any:
         return self.local.copy_to(self.remote)
 
     def get_hash(self, data: bytes | None = None) -> str:
@@ -406,35 +411,24 @@ class StagingFile(Value):
         return f"{type(self).__name__}({self.local.path!r}, {self.remote.path!r})"
 
 
-class StagingDir(Value):
+class StagingFile(_Staging):
+    """A local file paired with a remote one (for script inputs and outputs)."""
+
+    type_name = "slothflow.StagingFile"
+    kind = File
+
+    def __init__(self, local: File | str, remote: File | str) -> None:
+        super().__init__(local, remote)
+
+
+class StagingDir(_Staging):
     """A local directory paired with a remote one."""
 
     type_name = "slothflow.StagingDir"
+    kind = Dir
 
     def __init__(self, local: Dir | str, remote: Dir | str) -> None:
-        self.local = local if isinstance(local, Dir) else Dir(local)
-        self.remote = remote if isinstance(remote, Dir) else Dir(remote)
-
-    def stage(self) -> Dir:
-        return self.remote.copy_to(self.local)
-
-    def unstage(self) -> Dir:
-        return self.local.copy_to(self.remote)
-
-    def get_hash(self, data: bytes | None = None) -> str:
-        return hash_struct(type(self).type_name, self.local.path, self.remote.hash)
-
-    def __slothflow_hash__(self) -> str:
-        return hash_struct(type(self).type_name, self.local.path, self.remote.__slothflow_hash__())
-
-    def is_valid(self) -> bool:
-        return self.remote.is_valid()
-
-    def iter_subvalues(self) -> Iterator[Value]:
-        return iter((self.remote,))
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.local.path!r}, {self.remote.path!r})"
+        super().__init__(local, remote)
 
 
 def iter_files(value: Any) -> Iterator[File]:

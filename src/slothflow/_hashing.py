@@ -862,12 +862,10 @@ def _class_facts(cls: type) -> _Facts | None:
     return facts
 
 
-def _preview(value: Any) -> str:
-    try:
-        text = repr(value)
-    except Exception:
-        text = f"<{type(value).__qualname__}>"
-    return text if len(text) <= 200 else text[:197] + "..."
+def _short_preview(value: Any) -> str:
+    from ._value import preview  # _value imports this module
+
+    return preview(value)
 
 
 def _is_slothflow_object(value: Any) -> bool:
@@ -1065,7 +1063,7 @@ class _CodeWalk:
             digest = hash_value(value)
         except Exception:  # no deterministic hash (a lock, a connection): nothing to compare it by
             return
-        self._add(kind, name, digest, None, None, _preview(value))
+        self._add(kind, name, digest, None, None, _short_preview(value))
         if isinstance(value, list | tuple | set | frozenset | dict):
             # Classes inside a constant (a registry of types) are hashed by name in its value: add their code.
             items = list(value.values()) if isinstance(value, dict) else list(value)

@@ -57,7 +57,7 @@ from ._hashing import hash_struct, hash_value
 from ._store import Store, sqlite_path
 from ._store.explain import CallFacts, Reason, diff_call
 from ._task import Task, _UndefinedTask, get_task_registry
-from ._value import Value, is_valid_value
+from ._value import first_invalid, preview
 from .executors import Executor, JobSpec, Outcome, make_executor
 
 log = logging.getLogger("slothflow")
@@ -129,35 +129,6 @@ class Job:
         return f"{self.task.fullname}({args})"
 
 
-def _preview(value: Any) -> str:
-    try:
-        text = repr(value)
-    except Exception:
-        text = f"<{type(value).__qualname__}>"
-    return text if len(text) <= 200 else text[:197] + "..."
-
-
-def _first_invalid(value: Any) -> Any:
-    """The first ``Value`` inside ``value`` that reports itself invalid (a changed or missing file), or None."""
-    if is_valid_value(value):
-        return None
-    stack = [value]
-    while stack:
-        v = stack.pop()
-        if isinstance(v, Value):
-            if not v.is_valid():
-                return v
-            stack.extend(v.iter_subvalues())
-        elif isinstance(v, list | tuple | set | frozenset):
-            stack.extend(v)
-        elif isinstance(v, dict):
-            stack.extend(v.keys())
-            stack.extend(v.values())
-        elif hasattr(v, "__dataclass_fields__"):
-            stack.extend(getattr(v, f) for f in v.__dataclass_fields__)
-    return value
-
-
 def _describe_invalid(value: Any) -> str:
     path = getattr(value, "path", None)
     exists = getattr(value, "exists", None)
@@ -168,7 +139,7 @@ def _describe_invalid(value: Any) -> str:
         except Exception:
             missing = True
         return f"{kind} {path} {'missing' if missing else 'changed'}"
-    return f"{_preview(value)} is no longer valid"
+    return f"{preview(value)} is no longer valid"
 
 
 def _short(value: Any) -> str:
@@ -1003,7 +974,7 @@ class _Run:
         types_: dict[str, str] = {}
         for name, h in job.arg_hashes:
             value = job.arguments.get(name)
-            previews[h] = _preview(value)
+            previews[h] = preview(value)
             types_[h] = f"{type(value).__module__}.{type(value).__qualname__}"
         task = job.task
         facts = CallFacts(
@@ -1079,7 +1050,7 @@ class _Run:
                 self._miss(job)
                 continue
             value_hash, reduction, job.recorded_call = hit
-            invalid = _first_invalid(reduction)
+            invalid = first_invalid(reduction)
             if invalid is not None:
                 job.reason = f"cached result no longer valid: {_describe_invalid(invalid)}"
                 log.info("cached result of %s is no longer valid (%s); rerunning", job.describe(), job.reason)
@@ -1103,7 +1074,7 @@ class _Run:
             found, value = self.store.load_value(value_hash)
             if not found:
                 return False
-            invalid = _first_invalid(value)
+            invalid = first_invalid(value)
             if invalid is not None:
                 job.reason = f"cached result no longer valid: {_describe_invalid(invalid)}"
                 return False

@@ -106,14 +106,14 @@ def get_proxy(raw_type: type) -> type[ProxyValue] | None:
     return None
 
 
-def is_valid_value(value: Any) -> bool:
-    """False when any ``Value`` inside ``value`` (lists, dicts, ...) reports itself invalid."""
+def first_invalid(value: Any) -> Value | None:
+    """The first ``Value`` inside ``value`` (lists, dicts, dataclasses, ...) that reports itself invalid."""
     stack = [value]
     while stack:
         v = stack.pop()
         if isinstance(v, Value):
             if not v.is_valid():
-                return False
+                return v
             stack.extend(v.iter_subvalues())
         elif isinstance(v, (list, tuple, set, frozenset)):
             stack.extend(v)
@@ -122,4 +122,18 @@ def is_valid_value(value: Any) -> bool:
             stack.extend(v.values())
         elif hasattr(v, "__dataclass_fields__"):
             stack.extend(getattr(v, f) for f in v.__dataclass_fields__)
-    return True
+    return None
+
+
+def is_valid_value(value: Any) -> bool:
+    """False when any ``Value`` inside ``value`` reports itself invalid (a file changed since recorded)."""
+    return first_invalid(value) is None
+
+
+def preview(value: Any, limit: int = 200) -> str:
+    """A short ``repr`` for logs and provenance records; never raises."""
+    try:
+        text = repr(value)
+    except Exception:
+        text = f"<{type(value).__qualname__}>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -28,6 +28,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 from .._errors import SerializationError, StoreError, StoreLockedError, StoreVersionError
 from .._file import iter_files, normalize_path
 from .._serialize import dumps, loads
+from .._value import preview
 from . import schema as s
 
 HEAD_REVISION = "0001"
@@ -36,14 +37,6 @@ INLINE_LIMIT = 64 * 1024
 _ALEMBIC_LOCK = threading.Lock()
 DEFAULT_BUSY_TIMEOUT = 30.0  # seconds a SQLite writer waits for another one before StoreLockedError
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
-
-
-def _preview(value: Any) -> str:
-    try:
-        text_ = repr(value)
-    except Exception:
-        text_ = f"<{type(value).__qualname__}>"
-    return text_ if len(text_) <= 200 else text_[:197] + "..."
 
 
 def _type_name(value: Any) -> str:
@@ -260,7 +253,7 @@ class Store:
             "value_hash": value_hash,
             "type_name": _type_name(value)[:512],
             "size": len(data),
-            "preview": _preview(value),
+            "preview": preview(value),
         }
         if len(data) > INLINE_LIMIT:
             self._write_blob(self._blob_path(value_hash), data)

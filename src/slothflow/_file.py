@@ -74,12 +74,16 @@ class File(Value):
             broken = _fs.is_local(self.path) and os.path.islink(_fs.local_path(self.path))
             what = "is a broken symbolic link" if broken else "does not exist"
             raise _fs.MissingFileError(f"file {self.path} {what}", path=self.path)
-        self._hash = self._hash_of(fingerprint)
-        return self._hash
+        # The canonical encoder hashes what this returns (with the class name): no inner digest is needed on
+        # this hot path (a rerun rechecks thousands of files); ``.hash`` is derived from it when asked for.
+        self._fp, self._hash = fingerprint, None
+        return f"{self.path}\0{fingerprint}"
 
     @property
     def hash(self) -> str:
-        return self._hash or self.get_hash()
+        if self._hash is None:
+            self._hash = self._hash_of(self._fp) if self._fp is not None else self._hash_of(self._fingerprint())
+        return self._hash
 
     def update_hash(self) -> None:
         self.get_hash()
@@ -87,7 +91,9 @@ class File(Value):
     def is_valid(self) -> bool:
         """True when the file still holds the data it held when this value was recorded."""
         if self._hash is None:
-            return True
+            if self._fp is None:
+                return True
+            self._hash = self._hash_of(self._fp)
         try:
             fingerprint = self._fingerprint()
         except _fs.FileAccessError:

@@ -124,9 +124,9 @@ class DigestCache:
         self._dirs.add(directory)
         with self._lock:
             memory = self._memory
-            for p, row in rows.items():
-                if p not in memory:
-                    memory[p] = row
+            newer = {p: memory[p] for p in rows.keys() & memory.keys()}  # computed here: they take precedence
+            memory.update(rows)
+            memory.update(newer)
         entry = rows.get(path)
         if entry is None or entry[0] != token:
             return None

@@ -342,3 +342,45 @@ def test_runtime_state_in_module_globals_does_not_rerun(tmp_path: Path) -> None:
     source = (tmp_path / "stateful.py").read_text()
     (tmp_path / "stateful.py").write_text(source.replace("LIMIT = 10", "LIMIT = 1"))
     assert Counter(run()) == Counter({"leaf": 3})  # the real constant still counts
+
+
+def test_same_process_sees_redefined_helpers_and_constants_but_not_state(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A notebook redefines a constant or a helper between runs: the next run must see it. A memo that
+    bodies fill in place is state, not code: it must not make the next run rerun."""
+    import importlib
+
+    from slothflow import Scheduler
+
+    (tmp_path / "nbmod.py").write_text(textwrap.dedent('''
+        from slothflow import task
+
+        K = 1
+        MEMO = {}
+        RAN = []
+
+
+        def helper(x):
+            return x + K
+
+
+        @task
+        def compute(x: int) -> int:
+            RAN.append(x)
+            MEMO[x] = True
+            return helper(x)
+    '''))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    mod = importlib.import_module("nbmod")
+    scheduler = Scheduler(config={"backend": {"db_uri": f"sqlite:///{tmp_path / 'nb.db'}"}})
+    assert scheduler.run(mod.compute(10)) == 11
+    assert scheduler.run(mod.compute(10)) == 11
+    assert mod.RAN == [10]  # MEMO and RAN were filled in place: not a change
+
+    mod.K = 500  # a cell re-run with a new constant
+    assert scheduler.run(mod.compute(10)) == 510
+    exec("def helper(x):\n    return x * 2 + K\n", mod.__dict__)  # a helper redefined in a cell
+    assert scheduler.run(mod.compute(10)) == 520
+    assert mod.RAN == [10, 10, 10]
+    scheduler.close()

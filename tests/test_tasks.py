@@ -274,18 +274,20 @@ def test_decorator_options_with_source_do_not_change_hash() -> None:
 
 
 def test_options_overrides_change_hash_and_keep_identity() -> None:
-    a = bare.options(memory=4)
-    b = bare.options(memory=4)
-    c = bare.options(memory=8)
+    a = bare.options(memory=4, image="tools:1")
+    b = bare.options(memory=4, image="tools:1")
+    c = bare.options(memory=4, image="tools:2")
     assert isinstance(a, Task)
     assert a.fullname == bare.fullname
     assert a.hash == b.hash
-    assert a.hash != bare.hash
+    assert a.hash != bare.hash  # an override that may change what runs (a container image) is in the key
     assert a.hash != c.hash
+    # Where, when and with what resources a call runs never changes what it computes: not in the key.
+    assert bare.options(memory=8, executor="processes", limits=["db"], check_valid="shallow").hash == bare.hash
     assert a.get_task_option("memory") == 4
     assert bare.get_task_option("memory") is None
     # options on options accumulate
-    assert a.options(vcpus=2).get_task_options() == {"memory": 4, "vcpus": 2}
+    assert a.options(vcpus=2).get_task_options() == {"memory": 4, "image": "tools:1", "vcpus": 2}
 
 
 def test_version_replaces_source_in_hash() -> None:

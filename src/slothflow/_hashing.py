@@ -557,6 +557,17 @@ _code_info_cache: weakref.WeakKeyDictionary[Any, dict[str | None, CodeInfo]] = w
 _walking = threading.local()
 
 
+def forget_code_hashes() -> None:
+    """Drop every computed code hash, so the next ones see the code and module values as they are now (a
+    notebook cell may have redefined a helper or a constant since). Parsed sources stay cached."""
+    global code_generation
+    code_generation += 1
+    _code_info_cache.clear()
+
+
+code_generation = 0
+
+
 def function_code_hash(func: Callable[..., Any], source: str | None = None) -> str:
     """Hash of a function's code: its normalized source (or code object when there is no source), plus
     the user code it refers to, transitively (see :func:`code_info`)."""
@@ -730,51 +741,10 @@ def _code_source(code: types.CodeType) -> str | None:
 _class_index: dict[str, tuple[list[str], dict[str, tuple[int, int]]]] = {}
 
 
-_binding_index: dict[str, tuple[list[str], dict[str, str], frozenset[str]]] = {}
 
 
-def _module_bindings(module_name: str) -> tuple[dict[str, str], frozenset[str]] | None:
-    """For a module with source: {name: normalized source of its module-level binding statements}, and the
-    names some function rebinds with ``global`` (state that changes at run time, not constants)."""
-    module = sys.modules.get(module_name)
-    path = getattr(module, "__file__", None)
-    if not path:
-        return None
-    import linecache
-
-    lines = linecache.getlines(path, getattr(module, "__dict__", None))
-    if not lines:
-        return None
-    cached = _binding_index.get(path)
-    if cached is not None and cached[0] is lines:
-        return cached[1], cached[2]
-    try:
-        tree = ast.parse("".join(lines))
-    except SyntaxError:
-        return None
-    bindings: dict[str, list[str]] = {}
-    stack: list[list[ast.stmt]] = [tree.body]
-    while stack:
-        for stmt in stack.pop():
-            if isinstance(stmt, ast.Assign | ast.AnnAssign | ast.AugAssign):
-                targets = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target]
-                names = [n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)]
-                text = ast.unparse(stmt)
-                for name in names:
-                    bindings.setdefault(name, []).append(text)
-            elif isinstance(stmt, ast.If | ast.Try | ast.With):
-                for attr in ("body", "orelse", "finalbody"):
-                    inner = getattr(stmt, attr, None)
-                    if isinstance(inner, list):
-                        stack.append(inner)
-                for handler in getattr(stmt, "handlers", []):
-                    stack.append(handler.body)
-    rebound = frozenset(
-        name for node in ast.walk(tree) if isinstance(node, ast.Global) for name in node.names
-    )
-    joined = {name: "\n".join(texts) for name, texts in bindings.items()}
-    _binding_index[path] = (lines, joined, rebound)
-    return joined, rebound
+# (kind, qualified name) -> (object, digest, preview) of module values as first hashed in this process.
+_pinned_values: dict[tuple[str, str], tuple[Any, str, str]] = {}
 
 
 def _class_source(cls: type) -> tuple[str, str, int] | None:
@@ -1050,20 +1020,20 @@ class _CodeWalk:
             return
         self.seen_values.add((key, name))
         self.keep.append(value)
-        if kind == "constant":
-            # A module-level variable that some function rebinds (``global``) is run-time state: its value
-            # differs between a cold run and a cached rerun. The statement that defines it is what counts.
-            module_name, _, var = name.rpartition(".")
-            facts = _module_bindings(module_name)
-            if facts is not None and var in facts[1] and var in facts[0]:
-                statement = facts[0][var]
-                self._add(kind, name, hash_struct("binding", statement), None, None, statement)
-                return
+        pinned = _pinned_values.get((kind, name))
+        if pinned is not None and pinned[0] is value:
+            # The same object as when first hashed in this process: a memo or list that task bodies filled
+            # in place since is state, not code. A name bound to another object (a notebook cell re-run,
+            # ``K = 500``) is hashed anew.
+            self._add(kind, name, pinned[1], None, None, pinned[2])
+            return
         try:
             digest = hash_value(value)
         except Exception:  # no deterministic hash (a lock, a connection): nothing to compare it by
             return
-        self._add(kind, name, digest, None, None, _short_preview(value))
+        shown = _short_preview(value)
+        _pinned_values[(kind, name)] = (value, digest, shown)
+        self._add(kind, name, digest, None, None, shown)
         if isinstance(value, list | tuple | set | frozenset | dict):
             # Classes inside a constant (a registry of types) are hashed by name in its value: add their code.
             items = list(value.values()) if isinstance(value, dict) else list(value)

@@ -53,7 +53,7 @@ from ._expression import (
     substitute,
 )
 from ._fs import bind_digest_store
-from ._hashing import hash_struct, hash_value
+from ._hashing import forget_code_hashes, hash_struct, hash_value
 from ._store import Store, sqlite_path
 from ._store.explain import CallFacts, Reason, diff_call
 from ._task import Task, _UndefinedTask, get_task_registry
@@ -365,15 +365,15 @@ class Scheduler:
 
 
 def _hash_registered_tasks() -> None:
-    """Hash every defined task before any body runs. A task's hash covers module-level values its code uses;
-    hashing them all now, while the modules are as imported, keeps a value that bodies change while a run
-    goes on (a memo, a lazily opened handle) from looking like a code change in the next run."""
+    """Hash every defined task, afresh, before any body runs. A task's hash covers the user code and module
+    values it uses: recomputing it per run sees helpers or constants redefined in the same process (a
+    notebook), and computing it before bodies run keeps their side effects out of it."""
+    forget_code_hashes()  # a notebook may have redefined a helper or a constant since the last run
     for task in get_task_registry():
-        if task._hash is None:
-            try:
-                task.hash  # noqa: B018 - computed and cached
-            except Exception:  # a task that cannot be hashed fails when (and if) it is called
-                continue
+        try:
+            task.hash  # noqa: B018 - computed and cached for this run
+        except Exception:  # a task that cannot be hashed fails when (and if) it is called
+            continue
 
 
 def _names_undefined_task(value: Any) -> bool:

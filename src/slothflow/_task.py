@@ -20,6 +20,7 @@ import typing
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from . import _hashing
 from ._environment import ENV_POLICIES
 from ._errors import TaskDefinitionError, TaskLookupError
 from ._expression import TaskExpression
@@ -45,6 +46,12 @@ _SCHEDULER_OPTIONS = {
     "script",
     "tags",
 }
+
+# Options that say where, when or whether a call runs (or is reused), never what it computes.
+_SCHEDULING_OPTIONS = frozenset({
+    "executor", "limits", "cache", "cache_scope", "check_valid", "prov", "tags", "env_policy", "memory",
+    "vcpus", "gpus", "timeout", "retries", "queue", "priority",
+})
 
 _current_namespace: str | None = None
 
@@ -162,6 +169,7 @@ class Task:
         self._options = dict(options or {})
         self._options_override = dict(options_override or {})
         self._hash: str | None = None
+        self._hash_generation = -1
         self.signature = inspect.signature(func)
         self.nout: int | None = self.get_task_option("nout")
         if self.nout is None:
@@ -211,8 +219,9 @@ class Task:
 
     @property
     def hash(self) -> str:
-        if self._hash is None:
+        if self._hash is None or self._hash_generation != _hashing.code_generation:
             self._hash = self._compute_hash()
+            self._hash_generation = _hashing.code_generation
         return self._hash
 
     @property
@@ -239,8 +248,12 @@ class Task:
         else:
             code = ("source", self.code_info.hash)
         includes = sorted(hash_value(x) for x in self.hash_includes)
-        overrides = hash_value(self._options_override) if self._options_override else None
-        return hash_struct("Task", self.fullname, *code, *includes, overrides)
+        # Overrides count when they can change what a call computes; where or how it runs does not.
+        relevant = {k: v for k, v in self._options_override.items() if k not in _SCHEDULING_OPTIONS}
+        overrides = hash_value(relevant) if relevant else None
+        # A script task runs what its function returns: that is a different computation.
+        kind = "script" if self.get_task_option("script") else None
+        return hash_struct("Task", self.fullname, *code, *includes, overrides, kind)
 
     def get_hash(self) -> str:
         return self.hash
@@ -338,8 +351,11 @@ class _UndefinedTask(Task):
             )
 
         namespace, _, name = fullname.rpartition(".")
+        self._recorded_hash = recorded_hash
         super().__init__(undefined, name=name, namespace=namespace, version="undefined")
-        self._hash = recorded_hash
+
+    def _compute_hash(self) -> str:
+        return self._recorded_hash
 
     def is_valid(self) -> bool:
         return False

@@ -819,3 +819,45 @@ def test_a_missing_file_is_not_an_error_for_the_file_object_itself(tmp_path: Pat
 def test_unknown_protocol_is_a_file_access_error_naming_the_protocol() -> None:
     with pytest.raises(FileAccessError, match="nosuchproto"):
         File("nosuchproto://x/y").exists()
+
+
+def test_a_file_passed_to_a_returned_call_is_rechecked(scheduler: Scheduler, tmp_path: Path) -> None:
+    """The body writes a file and returns ``consume(File(...))``: the file sits in the recorded reduction, so a
+    later change of it must make the producer rerun (found by review: it was served stale)."""
+    out = tmp_path / "made.txt"
+
+    @task
+    def consume_made(f: File) -> str:
+        ran("consume_made")
+        return f.read()
+
+    @task
+    def produce_made(n: int) -> Any:
+        ran("produce_made")
+        target = File(str(out))
+        target.write("made " * n)
+        return consume_made(target)
+
+    assert scheduler.run(produce_made(2)) == "made made "
+    assert sorted(names(take_runs())) == ["consume_made", "produce_made"]
+    assert scheduler.run(produce_made(2)) == "made made "
+    assert take_runs() == []
+    out.write_text("TAMPERED")
+    assert scheduler.run(produce_made(2)) == "made made "  # never the stale "TAMPERED"
+    assert names(take_runs()) == ["produce_made"]  # it rewrote the same bytes: consume_made is reused
+    out.unlink()
+    assert scheduler.run(produce_made(2)) == "made made "
+    assert "produce_made" in names(take_runs())
+
+
+def test_dir_follows_symlinked_folders_without_looping(tmp_path: Path) -> None:
+    (tmp_path / "data").mkdir()
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "a.txt").write_text("1")
+    os.symlink(tmp_path / "other", tmp_path / "data" / "sub")
+    os.symlink(tmp_path, tmp_path / "data" / "zloop")  # a loop back up
+    d = Dir(str(tmp_path / "data"))
+    assert [d.rel_path(f.path) for f in d.files()] == ["sub/a.txt"]
+    before = d.get_hash()
+    (tmp_path / "other" / "a.txt").write_text("2")
+    assert Dir(str(tmp_path / "data")).get_hash() != before

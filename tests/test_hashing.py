@@ -772,3 +772,28 @@ def test_mutually_recursive_helpers_hash_the_same_in_any_order(tmp_path: Path) -
     assert function_code_hash(odd_first_module) == h_odd
     assert function_code_hash(odd_first_module.__globals__["_even"]) == h_even
     assert h_even != h_odd
+
+
+def test_a_failing_user_hasher_is_a_hashing_error_naming_the_task(tmp_path: Path) -> None:
+    from slothflow import Scheduler, register_hasher, task
+
+    class Fragile:
+        def __slothflow_hash__(self) -> str:
+            raise RuntimeError("hook exploded")
+
+    class Other:
+        pass
+
+    register_hasher(Other, lambda v: 1 / 0)  # type: ignore[arg-type,return-value]
+
+    @task
+    def use(x: object) -> int:
+        return 1
+
+    scheduler = Scheduler(config={"backend": {"db_uri": f"sqlite:///{tmp_path / 'h.db'}"}})
+    for value, words in ((Fragile(), "hook exploded"), (Other(), "ZeroDivisionError")):
+        with pytest.raises(HashingError) as info:
+            scheduler.run(use(value))
+        assert words in str(info.value) and "argument 'x'" in str(info.value) and "use" in str(info.value)
+    assert scheduler.run(use(3)) == 1  # the scheduler is still usable
+    scheduler.close()

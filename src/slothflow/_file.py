@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from typing import IO, Any
 
 from . import _fs
+from ._expression import Expression
 from ._hashing import hash_struct
 from ._value import Value
 
@@ -450,5 +451,7 @@ def iter_files(value: Any) -> Iterator[File]:
             stack.extend(v)
         elif isinstance(v, dict):
             stack.extend(v.values())
+        elif isinstance(v, Expression):
+            stack.extend(v._children())
         elif hasattr(v, "__dataclass_fields__") and not isinstance(v, type):
             stack.extend(getattr(v, f) for f in v.__dataclass_fields__)

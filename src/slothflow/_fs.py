@@ -286,9 +286,17 @@ class LocalFileSystem(FileSystem):
         return sorted(p for p in globmod.glob(local_path(pattern), recursive=True) if os.path.isfile(p))
 
     def walk_files(self, path: str) -> list[str]:
+        # Symlinked folders are followed (their files are the Dir's data), each real folder once: no loops.
         root = local_path(path)
         out: list[str] = []
-        for folder, _dirs, files in os.walk(root):
+        seen: set[tuple[int, int]] = set()
+        for folder, dirs, files in os.walk(root, followlinks=True):
+            st = os.stat(folder)
+            if (st.st_dev, st.st_ino) in seen:
+                dirs[:] = []
+                continue
+            seen.add((st.st_dev, st.st_ino))
+            dirs.sort()  # a fixed order decides which path a folder reached twice is listed under
             out.extend(os.path.join(folder, f) for f in files)
         return sorted(out)
 

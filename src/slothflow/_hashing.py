@@ -86,6 +86,13 @@ def hash_value(value: Any) -> str:
         raise HashingError(
             f"cannot hash a value of type {outer} because of a part of it: {exc}", value_type=outer
         ) from exc
+    except Exception as exc:  # a user's hash hook or registered hasher failed
+        if not outermost:
+            raise
+        raise HashingError(
+            f"hashing a value of type {_qualname(type(value))} failed: {type(exc).__name__}: {exc}",
+            value_type=_qualname(type(value)),
+        ) from exc
     finally:
         if outermost:
             _active.stack.clear()
@@ -315,10 +322,20 @@ def _subclass_encoder(
 ) -> Callable[[Any, Write, int], None]:
     """A subclass of a builtin type: its class name, then the builtin's encoding of its data."""
     name = _qualname(cls)
+    ordered = issubclass(cls, collections.OrderedDict)  # order is part of an OrderedDict's value
 
     def enc(value: Any, write: Write, depth: int) -> None:
         _enc_object_named(b"C", name, write)
-        inner(value, write, depth)
+        if ordered:
+            _encode(list(value.items()), write, depth)
+        else:
+            inner(value, write, depth)
+        factory = getattr(value, "default_factory", None)
+        if factory is not None:
+            _encode(factory, write, depth)
+        state = getattr(value, "__dict__", None)
+        if state:  # attributes a subclass adds are part of the value too
+            _encode(dict(state), write, depth)
 
     return enc
 

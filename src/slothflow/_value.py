@@ -12,6 +12,7 @@ import pickle
 from collections.abc import Iterator
 from typing import Any, ClassVar
 
+from ._expression import Expression
 from ._hashing import hash_bytes, register_hasher
 
 _proxies: dict[type, type[ProxyValue]] = {}
@@ -120,6 +121,8 @@ def first_invalid(value: Any) -> Value | None:
         elif isinstance(v, dict):
             stack.extend(v.keys())
             stack.extend(v.values())
+        elif isinstance(v, Expression):  # a body returned `consume(File(...))`: the file is in the reduction
+            stack.extend(v._children())
         elif hasattr(v, "__dataclass_fields__"):
             stack.extend(getattr(v, f) for f in v.__dataclass_fields__)
     return None

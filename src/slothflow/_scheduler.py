@@ -57,7 +57,7 @@ from ._hashing import forget_code_hashes, hash_struct, hash_value
 from ._store import Store, sqlite_path
 from ._store.explain import CallFacts, Reason, diff_call
 from ._task import Task, _UndefinedTask, get_task_registry
-from ._value import first_invalid, preview
+from ._value import Value, first_invalid, preview
 from .executors import Executor, JobSpec, Outcome, make_executor
 
 log = logging.getLogger("slothflow")
@@ -67,6 +67,7 @@ _ATOMIC = (type(None), bool, int, float, complex, str, bytes)
 FLUSH_INTERVAL = 0.5  # seconds: the most finished work a kill -9 can lose
 CONTEXT_MARK = "context"  # in a call's subtree task hashes: the subtree read the execution's context
 UNRECORDED_MARK = "unrecorded"  # in a call's subtree task hashes: a call below it was not recorded
+EXTERNAL_MARK = "external"  # in a call's subtree task hashes: a call below it took files (or other Values)
 
 
 class Cell:
@@ -362,6 +363,22 @@ class Scheduler:
         run.start_execution(exec_argv or sys.argv, tag_pairs, execution_id)
         self.last_execution_id = run.execution_id
         return run.run(expr)
+
+
+def _holds_value(arguments: dict[str, Any]) -> bool:
+    """Whether any argument is or contains a ``Value`` (a File, Dir, ...): data that lives outside."""
+    stack = [v for v in arguments.values() if not isinstance(v, _ATOMIC)]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, Value):
+            return True
+        if isinstance(v, list | tuple | set | frozenset):
+            stack.extend(x for x in v if not isinstance(x, _ATOMIC))
+        elif isinstance(v, dict):
+            stack.extend(x for x in v.values() if not isinstance(x, _ATOMIC))
+        elif hasattr(v, "__dataclass_fields__") and not isinstance(v, type):
+            stack.extend(getattr(v, f) for f in v.__dataclass_fields__)
+    return False
 
 
 def _hash_registered_tasks() -> None:
@@ -1233,6 +1250,10 @@ class _Run:
                 children: list[str] = []
                 for child in job.children:
                     cc = child.call
+                    if _holds_value(child.arguments):
+                        # A file a call below read may have changed since: only its own lookup (which
+                        # re-fingerprints its arguments) can tell, so a shallow lookup above falls back.
+                        subtree.add(EXTERNAL_MARK)
                     if cc is not None and cc.call_hash is not None:
                         subtree |= cc.subtree
                         if cc.call_hash not in children:

@@ -797,3 +797,41 @@ def test_a_failing_user_hasher_is_a_hashing_error_naming_the_task(tmp_path: Path
         assert words in str(info.value) and "argument 'x'" in str(info.value) and "use" in str(info.value)
     assert scheduler.run(use(3)) == 1  # the scheduler is still usable
     scheduler.close()
+
+
+def test_instances_and_classes_of_user_code_hash_with_the_class_code(tmp_path: Path) -> None:
+    """A model object passed between tasks: editing a method of its class must change its hash (found by
+    review: the old result was reused), and the hash must still not depend on PYTHONHASHSEED."""
+    src = textwrap.dedent('''
+        import dataclasses
+        from slothflow import hash_value
+
+        class Model:
+            def __init__(self, k):
+                self.k = k
+
+            def predict(self, x):
+                return x * self.k
+
+        @dataclasses.dataclass
+        class Cfg:
+            n: int
+
+            def twice(self):
+                return self.n * 2
+
+        print(hash_value(Model(2)), hash_value(Model), hash_value(Cfg(1)))
+    ''')
+    script = tmp_path / "models.py"
+
+    def hashes(text: str, seed: str) -> list[str]:
+        script.write_text(text)
+        env = {**os.environ, "PYTHONHASHSEED": seed}
+        out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, check=True)
+        return out.stdout.split()
+
+    base = hashes(src, "1")
+    assert hashes(src, "2") == base
+    edited = hashes(src.replace("x * self.k", "x * self.k + 1").replace("self.n * 2", "self.n * 3"), "1")
+    assert all(a != b for a, b in zip(base, edited, strict=True))
+    assert hashes(src.replace("# nothing", "") + "\n# a comment\n", "1") == base

@@ -384,3 +384,40 @@ def test_same_process_sees_redefined_helpers_and_constants_but_not_state(
     assert scheduler.run(mod.compute(10)) == 520
     assert mod.RAN == [10, 10, 10]
     scheduler.close()
+
+
+def test_relative_imports_inside_a_task_body_are_followed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib
+
+    from slothflow import get_task_registry
+
+    pkg = tmp_path / "relpkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "helpers.py").write_text("def compute(x):\n    return x + 1\n")
+    (pkg / "wf.py").write_text(textwrap.dedent('''
+        from slothflow import task
+
+
+        @task
+        def via_name(x: int) -> int:
+            from .helpers import compute
+            return compute(x)
+
+
+        @task
+        def via_module(x: int) -> int:
+            from . import helpers
+            return helpers.compute(x)
+    '''))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    wf = importlib.import_module("relpkg.wf")
+    before = (wf.via_name.hash, wf.via_module.hash)
+    from slothflow._hashing import forget_code_hashes
+
+    helpers = importlib.import_module("relpkg.helpers")
+    exec("def compute(x):\n    return x + 2\n", helpers.__dict__)
+    forget_code_hashes()
+    after = (wf.via_name.hash, wf.via_module.hash)
+    assert before[0] != after[0] and before[1] != after[1]
+    assert get_task_registry().get("relpkg.wf.via_name") is wf.via_name

@@ -22,6 +22,7 @@ import datetime
 import decimal
 import enum
 import hashlib
+import importlib.util
 import inspect
 import math
 import os
@@ -366,8 +367,40 @@ def _enc_exception(value: BaseException, write: Write, depth: int) -> None:
     _encode(tuple(value.args), write, depth)
 
 
+_class_code_cache: weakref.WeakKeyDictionary[type, bytes] = weakref.WeakKeyDictionary()
+
+
+def _class_code(cls: type) -> bytes:
+    """For a class of the user's own code: a digest of its source and its user-code bases' (so an instance,
+    or the class itself, passed as a value changes hash when a method is edited); empty for other classes."""
+    try:
+        cached = _class_code_cache.get(cls)
+    except TypeError:
+        return b""
+    if cached is not None:
+        return cached
+    parts: list[str] = []
+    for klass in cls.__mro__:
+        module = getattr(klass, "__module__", None)
+        if klass is object or not _is_user_code(module) or (module or "").startswith("slothflow"):
+            continue
+        facts = _class_facts(klass)
+        if facts is not None:
+            parts.append(facts.own)
+    digest = hash_struct("classcode", *parts).encode() if parts else b""
+    _class_code_cache[cls] = digest
+    return digest
+
+
+def _write_class_code(cls: type, write: Write) -> None:
+    code = _class_code(cls)
+    if code:
+        write(b"cc" + code)
+
+
 def _enc_class(value: type, write: Write, depth: int) -> None:
     _enc_object_named(b"K", _qualname(value), write)
+    _write_class_code(value, write)
 
 
 def _enc_enum(value: enum.Enum, write: Write, depth: int) -> None:
@@ -386,6 +419,7 @@ def _enc_namedtuple(value: Any, write: Write, depth: int) -> None:
 
 def _enc_dataclass(value: Any, write: Write, depth: int) -> None:
     _enc_object_named(b"dc", _qualname(type(value)), write)
+    _write_class_code(type(value), write)
     fields = dataclasses.fields(value)
     write(b"%d[" % len(fields))
     for f in fields:
@@ -474,6 +508,7 @@ def _enc_reduce(value: Any, write: Write, depth: int) -> None:
         _enc_object_named(b"G", f"{cls.__module__}.{reduced}", write)
         return
     _enc_object_named(b"R", _qualname(cls), write)
+    _write_class_code(cls, write)
     func, args, *rest = reduced
     state = rest[0] if rest else None
     listitems = rest[1] if len(rest) > 1 else None
@@ -580,6 +615,7 @@ def forget_code_hashes() -> None:
     global code_generation
     code_generation += 1
     _code_info_cache.clear()
+    _class_code_cache.clear()
 
 
 code_generation = 0
@@ -678,10 +714,12 @@ def _scan_nodes(nodes: list[ast.AST]) -> tuple[set[str], set[tuple[str, ...]], s
                         local_imports.add((alias.asname, alias.name))
                     else:
                         local_imports.add((alias.name.split(".")[0], alias.name.split(".")[0]))
-            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            elif isinstance(node, ast.ImportFrom) and (node.level or node.module):
+                # Relative imports keep their dots; they are resolved against the importing package.
+                source = "." * node.level + (node.module or "")
                 for alias in node.names:
                     if alias.name != "*":
-                        from_imports.add((node.module, alias.name))
+                        from_imports.add((source, alias.name))
     return names, chains, local_imports, from_imports
 
 
@@ -956,11 +994,23 @@ class _CodeWalk:
                 if isinstance(target, types.ModuleType):
                     for attr in attrs:
                         self._follow(target, (attr,))
+        package = str(glb.get("__package__") or module_name.rpartition(".")[0])
         for module, attr in facts.from_imports:
+            if module.startswith("."):
+                try:
+                    module = importlib.util.resolve_name(module, package)
+                except (ImportError, ValueError):
+                    continue
             self._note_module(module)
             target = sys.modules.get(module)
             if target is not None:
                 self._follow(target, (attr,))
+                imported = getattr(target, attr, None)
+                if isinstance(imported, types.ModuleType) and facts.chains is not None:
+                    # ``from . import helpers`` then ``helpers.compute(x)``: follow the attribute chains too.
+                    for chain in facts.chains:
+                        if chain[0] == attr:
+                            self._follow(imported, chain[1:])
         owner = _qualname(func)
         code = getattr(func, "__code__", None)
         closure = getattr(func, "__closure__", None)

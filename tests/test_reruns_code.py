@@ -421,3 +421,47 @@ def test_relative_imports_inside_a_task_body_are_followed(tmp_path: Path, monkey
     after = (wf.via_name.hash, wf.via_module.hash)
     assert before[0] != after[0] and before[1] != after[1]
     assert get_task_registry().get("relpkg.wf.via_name") is wf.via_name
+
+
+def test_child_task_from_a_lazily_imported_module_is_replayed(tmp_path: Path) -> None:
+    """A body imports the module of the task it returns: in a fresh process that module is not imported when
+    the cached reduction is replayed; it is imported then, instead of rerunning the parent (found by review)."""
+    (tmp_path / "lazychild.py").write_text(textwrap.dedent('''
+        import os
+        from slothflow import task
+
+        @task
+        def child(x: int) -> int:
+            with open(os.environ["RERUN_LOG"], "a") as fh:
+                fh.write("child\\n")
+            return x * 3
+    '''))
+    (tmp_path / "lazyparent.py").write_text(textwrap.dedent('''
+        import os
+        import sys
+        from slothflow import Scheduler, task
+
+        @task
+        def parent(x: int):
+            with open(os.environ["RERUN_LOG"], "a") as fh:
+                fh.write("parent\\n")
+            from lazychild import child
+            return child(x)
+
+        if __name__ == "__main__":
+            s = Scheduler(config={"backend": {"db_uri": "sqlite:///" + sys.argv[1]}})
+            print(s.run(parent(4)))
+    '''))
+    log = tmp_path / "ran.log"
+
+    def run() -> list[str]:
+        log.unlink(missing_ok=True)
+        out = subprocess.run([sys.executable, str(tmp_path / "lazyparent.py"), str(tmp_path / "db.sqlite")],
+                             env={**os.environ, "RERUN_LOG": str(log)}, capture_output=True, text=True, timeout=60,
+                             check=True, cwd=tmp_path)
+        assert out.stdout.strip() == "12"
+        return sorted(log.read_text().split()) if log.exists() else []
+
+    assert run() == ["child", "parent"]
+    assert run() == []
+    assert run() == []

@@ -12,6 +12,7 @@ source, the code object is hashed instead. A task's default namespace is its mod
 from __future__ import annotations
 
 import functools
+import importlib
 import inspect
 import json
 import re
@@ -314,7 +315,7 @@ class Task:
         return f"Task(fullname={self.fullname!r}, hash={self.hash[:8]})"
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (_load_task, (self.fullname, self.hash, self._options_override))
+        return (_load_task, (self.fullname, self.hash, self._options_override, self.__module__))
 
 
 def _run_script_body(func: Callable[..., Any], *args: Any, **kwargs: Any) -> str:
@@ -328,13 +329,22 @@ def _run_script_body(func: Callable[..., Any], *args: Any, **kwargs: Any) -> str
     return run_command(command)
 
 
-def _load_task(fullname: str, recorded_hash: str, options_override: dict[str, Any]) -> Task:
+def _load_task(
+    fullname: str, recorded_hash: str, options_override: dict[str, Any], module: str | None = None
+) -> Task:
     """Resolve a pickled task reference to the task *currently* defined under that name.
 
     Binding to the current code (not the recorded hash) is what makes a replayed reduction rerun a child
-    task whose code changed, instead of reusing its stale result.
+    task whose code changed, instead of reusing its stale result. A task whose module is not imported yet
+    (a body imported it lazily) is imported from there, so that its parent's reduction can be replayed.
     """
     task = _registry.get(fullname)
+    if task is None and module and module not in ("__main__", "__mp_main__") and module not in sys.modules:
+        try:
+            importlib.import_module(module)
+        except Exception:  # not importable here: the reduction is not replayed, the parent reruns
+            pass
+        task = _registry.get(fullname)
     if task is None:
         return _UndefinedTask(fullname, recorded_hash)
     return task.options(**options_override) if options_override else task

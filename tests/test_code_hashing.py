@@ -401,3 +401,36 @@ def test_huge_module_is_hashed_fast(tmp_path: Path) -> None:
     elapsed = time.perf_counter() - started
     print(f"hashing a task in a module of 10000 definitions: {elapsed * 1000:.1f} ms")
     assert {e["name"].rpartition(".")[2] for e in info.manifest} == {"f1", "C2"}
+
+
+def test_a_table_of_tasks_in_a_constant_counts_by_name(tmp_path: Path) -> None:
+    """``STEPS = {"a": a, "b": b}``: editing task ``a`` must not change the hash of a task that only uses the
+    table (tasks are cached on their own), while renaming an entry does (found by review)."""
+    src = '''
+from slothflow import task
+
+
+@task
+def step_a(x):
+    return x + 1
+
+
+@task
+def step_b(x):
+    return x + 2
+
+
+STEPS = {"a": step_a, "b": step_b}
+
+
+@task
+def pipeline(name, x):
+    return STEPS[name](x)
+'''
+    name = f"_sf_steps_{uuid.uuid4().hex[:8]}"
+    base = code_info(load_package(tmp_path, {"wf": src}, name)["wf"].pipeline.func).hash
+    body_edit = code_info(load_package(tmp_path, {"wf": src.replace("x + 1", "x + 10")}, name)["wf"].pipeline.func)
+    assert body_edit.hash == base
+    renamed = code_info(load_package(tmp_path, {"wf": src.replace('"b": step_b', '"b": step_a')}, name)["wf"]
+                        .pipeline.func)
+    assert renamed.hash != base

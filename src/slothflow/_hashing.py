@@ -105,6 +105,7 @@ class _Active(threading.local):
 
     def __init__(self) -> None:
         self.stack: set[int] = set()
+        self.tasks_by_name = False  # inside a code walk: a task in a constant counts by name, not code
 
 
 _active = _Active()
@@ -351,6 +352,9 @@ _hook_prefixes: dict[type, bytes] = {}
 
 
 def _enc_hook(value: Any, write: Write, depth: int) -> None:
+    if _active.tasks_by_name and getattr(type(value), "__slothflow_task__", False):
+        _enc_object_named(b"TN", str(value.fullname), write)
+        return
     digest = str(value.__slothflow_hash__()).encode("utf-8", "surrogatepass")
     cls = type(value)
     prefix = _hook_prefixes.get(cls)
@@ -1094,10 +1098,15 @@ class _CodeWalk:
             # ``K = 500``) is hashed anew.
             self._add(kind, name, pinned[1], None, None, pinned[2])
             return
+        # Tasks held in a constant (a table of steps) are cached on their own: the constant names them, and
+        # an edit of one must not rerun every task that consults the table.
+        _active.tasks_by_name = True
         try:
             digest = hash_value(value)
         except Exception:  # no deterministic hash (a lock, a connection): nothing to compare it by
             return
+        finally:
+            _active.tasks_by_name = False
         shown = _short_preview(value)
         _pinned_values[(kind, name)] = (value, digest, shown)
         self._add(kind, name, digest, None, None, shown)

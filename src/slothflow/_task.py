@@ -142,6 +142,8 @@ def _infer_nout(func: Callable[..., Any]) -> int | None:
 class Task:
     """A registered task. Calling it returns a :class:`TaskExpression`; nothing runs until scheduled."""
 
+    __slothflow_task__ = True  # a task inside a module constant counts by name in code hashes
+
     def __init__(
         self,
         func: Callable[..., Any],

@@ -15,7 +15,7 @@ import hashlib
 import os
 import posixpath
 from collections.abc import Iterator
-from typing import IO, Any
+from typing import IO, Any, cast
 
 from . import _fs
 from ._expression import Expression
@@ -31,7 +31,23 @@ def normalize_path(path: str | os.PathLike[str]) -> str:
     return text
 
 
-class File(Value):
+class _PathValue(Value):
+    """Equality, hashing and repr shared by the path-based values: equal when same type, path and data."""
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return False
+        mine, theirs = cast(Any, self), cast(Any, other)  # subclasses define path and hash
+        return bool(theirs.path == mine.path and theirs.hash == mine.hash)
+
+    def __hash__(self) -> int:
+        return hash((type(self).__name__, cast(Any, self).path))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({cast(Any, self).path!r})"
+
+
+class File(_PathValue):
     """A file on local disk or in remote storage, referred to by path or URL."""
 
     type_name = "slothflow.File"
@@ -110,18 +126,6 @@ class File(Value):
         self.path = state["path"]
         self._hash = state["hash"]
         self._fp = None
-
-    def __eq__(self, other: object) -> bool:
-        if type(other) is not type(self):
-            return False
-        assert isinstance(other, type(self))
-        return bool(other.path == self.path and other.hash == self.hash)
-
-    def __hash__(self) -> int:
-        return hash((type(self).__name__, self.path))
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.path!r})"
 
     @classmethod
     def parse_arg(cls, raw_type: type, arg: str) -> Any:
@@ -237,7 +241,7 @@ class _Rehash:
         self._file.update_hash()
 
 
-class FileSet(Value):
+class FileSet(_PathValue):
     """The files matching a glob pattern (``**`` recurses); hashed by their paths and fingerprints."""
 
     type_name = "slothflow.FileSet"
@@ -302,17 +306,6 @@ class FileSet(Value):
         self.pattern = state["pattern"]
         self._hash = state["hash"]
 
-    def __eq__(self, other: object) -> bool:
-        if type(other) is not type(self):
-            return False
-        assert isinstance(other, type(self))
-        return bool(other.path == self.path and other.hash == self.hash)
-
-    def __hash__(self) -> int:
-        return hash((type(self).__name__, self.pattern))
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.pattern!r})"
 
 
 class Dir(FileSet):

@@ -835,3 +835,33 @@ def test_instances_and_classes_of_user_code_hash_with_the_class_code(tmp_path: P
     edited = hashes(src.replace("x * self.k", "x * self.k + 1").replace("self.n * 2", "self.n * 3"), "1")
     assert all(a != b for a, b in zip(base, edited, strict=True))
     assert hashes(src.replace("# nothing", "") + "\n# a comment\n", "1") == base
+
+
+def test_a_class_defined_twice_is_hashed_from_the_definition_in_use(tmp_path: Path) -> None:
+    """``try: ... except ImportError:`` fallbacks define a class name twice: the class object in use decides
+    which source counts (found by review: the other definition was hashed, so an edit went unseen)."""
+    src = textwrap.dedent('''
+        from slothflow import hash_value
+
+        try:
+            import not_a_module_xyz  # noqa: F401
+
+            class Engine:
+                def run(self):
+                    return "fast"
+        except ImportError:
+            class Engine:
+                def run(self):
+                    return "slow"
+
+        print(hash_value(Engine()))
+    ''')
+    script = tmp_path / "engine.py"
+
+    def digest(text: str) -> str:
+        script.write_text(text)
+        return subprocess.run([sys.executable, str(script)], capture_output=True, text=True, check=True).stdout
+
+    base = digest(src)
+    assert digest(src.replace('return "slow"', 'return "slower"')) != base  # the definition in use
+    assert digest(src.replace('return "fast"', 'return "faster"')) == base  # the one never executed

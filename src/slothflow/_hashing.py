@@ -797,7 +797,7 @@ def _code_source(code: types.CodeType) -> str | None:
 
 
 # Class sources, located through one parse per file (inspect.getsource parses the whole file per class).
-_class_index: dict[str, tuple[list[str], dict[str, tuple[int, int]]]] = {}
+_class_index: dict[str, tuple[list[str], dict[str, list[tuple[int, int]]]]] = {}
 
 
 
@@ -823,7 +823,7 @@ def _class_source(cls: type) -> tuple[str, str, int] | None:
             tree = ast.parse("".join(lines))
         except SyntaxError:
             return None
-        spans: dict[str, tuple[int, int]] = {}
+        spans: dict[str, list[tuple[int, int]]] = {}
         # Statements only (classes are defined by statements): expressions, the bulk of a file, are skipped.
         stack: list[tuple[list[Any], str]] = [(tree.body, "")]
         while stack:
@@ -832,7 +832,7 @@ def _class_source(cls: type) -> tuple[str, str, int] | None:
                 if isinstance(child, ast.ClassDef):
                     qual = prefix + child.name
                     start = min([child.lineno] + [d.lineno for d in child.decorator_list])
-                    spans.setdefault(qual, (start, child.end_lineno or child.lineno))
+                    spans.setdefault(qual, []).append((start, child.end_lineno or child.lineno))
                     stack.append((child.body, qual + "."))
                 elif isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef):
                     stack.append((child.body, prefix + child.name + ".<locals>."))
@@ -844,10 +844,26 @@ def _class_source(cls: type) -> tuple[str, str, int] | None:
                             if attr in ("handlers", "cases"):
                                 stack.extend((getattr(h, "body", []), prefix) for h in inner)
         cached = _class_index[path] = (lines, spans)
-    span = cached[1].get(cls.__qualname__)
-    if span is None:
+    candidates = cached[1].get(cls.__qualname__)
+    if not candidates:
         return None
+    span = _defining_span(cls, candidates)
     return "".join(lines[span[0] - 1:span[1]]), path, span[0]
+
+
+def _defining_span(cls: type, spans: list[tuple[int, int]]) -> tuple[int, int]:
+    """Of several definitions of one class name (``try``/``except`` fallbacks, ``if``/``else`` variants), the one
+    the class object came from: the span holding its methods' first lines (else the last one)."""
+    if len(spans) == 1:
+        return spans[0]
+    for member in vars(cls).values():
+        code = getattr(_unwrap_method(member), "__code__", None)
+        if code is not None:
+            line = code.co_firstlineno
+            for span in spans:
+                if span[0] <= line <= span[1]:
+                    return span
+    return max(spans)
 
 
 def _class_facts(cls: type) -> _Facts | None:

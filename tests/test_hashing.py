@@ -865,3 +865,38 @@ def test_a_class_defined_twice_is_hashed_from_the_definition_in_use(tmp_path: Pa
     base = digest(src)
     assert digest(src.replace('return "slow"', 'return "slower"')) != base  # the definition in use
     assert digest(src.replace('return "fast"', 'return "faster"')) == base  # the one never executed
+
+
+def test_instance_hash_follows_helpers_and_constants_its_methods_use(tmp_path: Path) -> None:
+    src = textwrap.dedent('''
+        from slothflow import hash_value
+
+        SCALE = 2
+
+
+        def helper(x):
+            return x * SCALE
+
+
+        class Model:
+            def __init__(self, k):
+                self.k = k
+
+            def predict(self, x):
+                return helper(x) + self.k
+
+        print(hash_value(Model(2)))
+    ''')
+    script = tmp_path / "model2.py"
+
+    def digest(text: str, seed: str = "0") -> str:
+        script.write_text(text)
+        env = {**os.environ, "PYTHONHASHSEED": seed}
+        return subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env,
+                              check=True).stdout
+
+    base = digest(src)
+    assert digest(src, "5") == base
+    assert digest(src.replace("x * SCALE", "x * SCALE + 1")) != base
+    assert digest(src.replace("SCALE = 2", "SCALE = 3")) != base
+    assert digest(src + "\n# a comment\n") == base

@@ -375,25 +375,40 @@ _class_code_cache: weakref.WeakKeyDictionary[type, bytes] = weakref.WeakKeyDicti
 
 
 def _class_code(cls: type) -> bytes:
-    """For a class of the user's own code: a digest of its source and its user-code bases' (so an instance,
-    or the class itself, passed as a value changes hash when a method is edited); empty for other classes."""
+    """For a class of the user's own code: a digest of its code, transitively (its source, its user-code bases,
+    and the helpers and constants its methods use), so that an instance, or the class itself, passed as a
+    value changes hash when that code changes; empty for other classes."""
     try:
         cached = _class_code_cache.get(cls)
     except TypeError:
         return b""
     if cached is not None:
         return cached
-    parts: list[str] = []
-    for klass in cls.__mro__:
-        module = getattr(klass, "__module__", None)
-        if klass is object or not _is_user_code(module) or (module or "").startswith("slothflow"):
-            continue
-        facts = _class_facts(klass)
-        if facts is not None:
-            parts.append(facts.own)
-    digest = hash_struct("classcode", *parts).encode() if parts else b""
+    module = getattr(cls, "__module__", None)
+    if not _is_user_code(module) or (module or "").startswith("slothflow") or cls.__module__ == "builtins":
+        digest = b""
+    elif getattr(_walking, "classes", None):
+        # Hashing a constant inside another class walk: the outer walk covers the code; avoid the recursion.
+        facts = _class_facts(cls)
+        digest = hash_struct("classcode", facts.own).encode() if facts is not None else b""
+    else:
+        digest = _class_walk(cls).encode()
     _class_code_cache[cls] = digest
     return digest
+
+
+def _class_walk(cls: type) -> str:
+    walk = _CodeWalk(cls, None)
+    walk.seen.discard(id(cls))
+    walk.todo.append(("class", "", cls))
+    _walking.classes = True
+    try:
+        while walk.todo:
+            walk._visit(*walk.todo.popleft())
+    finally:
+        _walking.classes = False
+    parts = sorted(f"{e['kind']}:{walk._relative(e['name'])}={e['hash']}" for e in walk.entries.values())
+    return hash_struct("classcode+", *parts) if parts else ""
 
 
 def _write_class_code(cls: type, write: Write) -> None:

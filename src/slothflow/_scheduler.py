@@ -1015,6 +1015,9 @@ class _Run:
             self._fail(cell, c.value)
             return
         self._record_job(job)
+        # The same call as one already computed in this run: reused, and counted so (as `slothflow log` does).
+        self.stats.cached += 1
+        self._emit("cached", job)
         self._resolve(cell, c.value)
 
     # ----------------------------------------------------------------------------------- reuse

@@ -25,18 +25,20 @@ STDERR_TAIL_LINES = 20
 _NO_OUTPUTS = "__slothflow_no_outputs__"
 
 
-def _walk_replace(value: Any, fn: Any) -> Any:
-    """Rebuild lists, tuples and dicts with ``fn`` applied to every staging pair or file inside."""
-    if isinstance(value, StagingFile | StagingDir | File | Dir):
+_FILE_LIKE = (StagingFile, StagingDir, File, Dir)
+
+
+def _walk(value: Any, fn: Any, leaves: tuple[type, ...] = _FILE_LIKE) -> Any:
+    """Rebuild lists, tuples and dicts with ``fn`` applied to every ``leaves`` instance inside."""
+    if isinstance(value, leaves):
         return fn(value)
     if isinstance(value, list):
-        return [_walk_replace(v, fn) for v in value]
+        return [_walk(v, fn, leaves) for v in value]
     if isinstance(value, tuple):
-        return type(value)(*(_walk_replace(v, fn) for v in value)) if hasattr(value, "_fields") else tuple(
-            _walk_replace(v, fn) for v in value
-        )
+        items = (_walk(v, fn, leaves) for v in value)
+        return type(value)(*items) if hasattr(value, "_fields") else tuple(items)
     if isinstance(value, dict):
-        return {k: _walk_replace(v, fn) for k, v in value.items()}
+        return {k: _walk(v, fn, leaves) for k, v in value.items()}
     return value
 
 
@@ -96,11 +98,11 @@ def run_command(command: str, cwd: str | None = None) -> str:
 def _script_task(command: str, inputs: Any = (), outputs: Any = _NO_OUTPUTS, tempdir: bool = False) -> Any:
     workdir = tempfile.mkdtemp(prefix="slothflow-script-") if tempdir else None
     try:
-        staged_inputs = _walk_replace(inputs, lambda item: _in_workdir(item, workdir))
-        _walk_replace(staged_inputs, lambda item: item.stage() if isinstance(item, StagingFile | StagingDir)
+        staged_inputs = _walk(inputs, lambda item: _in_workdir(item, workdir))
+        _walk(staged_inputs, lambda item: item.stage() if isinstance(item, StagingFile | StagingDir)
                       else item)
-        built = _walk_outputs(outputs, lambda item: item.build())
-        staged_outputs = _walk_replace(built, lambda item: _in_workdir(item, workdir))
+        built = _walk(outputs, lambda item: item.build(), (_Output,))
+        staged_outputs = _walk(built, lambda item: _in_workdir(item, workdir))
         stdout = run_command(command, cwd=workdir)
         if isinstance(outputs, str) and outputs == _NO_OUTPUTS:
             return stdout
@@ -118,7 +120,7 @@ def _script_task(command: str, inputs: Any = (), outputs: Any = _NO_OUTPUTS, tem
                 item.update_hash()
             return item
 
-        return _walk_replace(staged_outputs, finish)
+        return _walk(staged_outputs, finish)
     finally:
         if workdir is not None:
             shutil.rmtree(workdir, ignore_errors=True)
@@ -141,18 +143,6 @@ def script(
         command = shlex.join(str(c) for c in command)
     target = _script_task.options(**task_options) if task_options else _script_task
     if not (isinstance(outputs, str) and outputs == _NO_OUTPUTS):
-        outputs = _walk_replace(outputs, _as_output)
+        outputs = _walk(outputs, _as_output)
     return target(command, inputs, outputs, tempdir)
 
-
-def _walk_outputs(value: Any, fn: Any) -> Any:
-    if isinstance(value, _Output):
-        return fn(value)
-    if isinstance(value, list):
-        return [_walk_outputs(v, fn) for v in value]
-    if isinstance(value, tuple):
-        items = (_walk_outputs(v, fn) for v in value)
-        return type(value)(*items) if hasattr(value, "_fields") else tuple(items)
-    if isinstance(value, dict):
-        return {k: _walk_outputs(v, fn) for k, v in value.items()}
-    return value

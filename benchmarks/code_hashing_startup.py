@@ -104,7 +104,7 @@ hashes = [t.hash for t in tasks]
 t3 = time.perf_counter()
 manifest_items = sum(len(t.code_manifest) for t in tasks)
 t4 = time.perf_counter()
-from slothflow._environment import task_environment
+from slothflow.hashing._environment import task_environment
 envs = [task_environment(t) for t in tasks]
 t5 = time.perf_counter()
 print(json.dumps({

@@ -37,8 +37,8 @@ CHILD = textwrap.dedent(
     phase, db, listing = sys.argv[1], sys.argv[2], sys.argv[3]
     paths = open(listing).read().split("\\n")
     from slothflow import File, Scheduler, hash_value, task
-    from slothflow._fs import digests
-    from slothflow._store import Store
+    from slothflow.files._fs import digests
+    from slothflow.store import Store
 
     @task
     def count(files: list[File]) -> int:

@@ -180,7 +180,7 @@ def test_failed_task_shows_user_traceback_only(project: Path) -> None:
     assert "KeyError: 'no such key 7'" in result.stderr
     assert 'raise KeyError(f"no such key {x}")' in result.stderr
     assert "wf.py" in result.stderr
-    assert "slothflow/_scheduler.py" not in result.stderr
+    assert "slothflow/scheduler/" not in result.stderr
     assert "slothflow/executors" not in result.stderr
     assert "wf.boom(x=7)" in result.stderr
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from slothflow import Scheduler, TaskDefinitionError, task
-from slothflow._environment import Environment, environment_of_modules, task_environment
+from slothflow.hashing._environment import Environment, environment_of_modules, task_environment
 from test_reruns_code import RUNNER, CodeProject
 
 WF = '''

@@ -325,7 +325,7 @@ def _expression_values(draw: st.DrawFn) -> Any:
 @given(value=_expression_values())
 def test_stored_expressions_round_trip(value: Any) -> None:
     from slothflow import hash_value
-    from slothflow._serialize import dumps, loads
+    from slothflow.model._serialize import dumps, loads
 
     loaded = loads(dumps(value))
     assert hash_value(loaded) == hash_value(value)
@@ -336,7 +336,7 @@ def test_stored_deep_expression_round_trips_without_recursion() -> None:
     import sys
 
     from slothflow import hash_value
-    from slothflow._serialize import dumps, loads
+    from slothflow.model._serialize import dumps, loads
 
     limit = sys.getrecursionlimit()
     sys.setrecursionlimit(1000)

@@ -32,8 +32,8 @@ from slothflow import (
     task,
 )
 from slothflow._errors import FileAccessError, MissingFileError
-from slothflow._fs import RACY_WINDOW_NS, digests
-from slothflow._store import Store
+from slothflow.files._fs import RACY_WINDOW_NS, digests
+from slothflow.store import Store
 
 # ------------------------------------------------------------------------------------------- helpers
 
@@ -591,8 +591,8 @@ DIGEST_CHILD = textwrap.dedent(
     """
     import json, sys
     from slothflow import File, hash_value
-    from slothflow._fs import digests
-    from slothflow._store import Store
+    from slothflow.files._fs import digests
+    from slothflow.store import Store
     store = Store(sys.argv[1])
     digests.bind(store)
     hashes = [hash_value(File(p)) for p in sys.argv[2:]]
@@ -677,7 +677,7 @@ WF_READS = textwrap.dedent(
     """
     import json, sys
     from slothflow import File, Scheduler, task
-    from slothflow._fs import digests
+    from slothflow.files._fs import digests
 
     @task
     def size_of(f: File) -> int:

@@ -13,10 +13,10 @@ import pytest
 from click.testing import CliRunner
 
 from slothflow import File, Scheduler, task
-from slothflow._store import Store
-from slothflow._store.lineage import file_lineage
-from slothflow._store.queries import NotFound
 from slothflow.cli import cli
+from slothflow.provenance.lineage import file_lineage
+from slothflow.provenance.queries import NotFound
+from slothflow.store import Store
 
 
 @task

@@ -538,7 +538,7 @@ def test_unknown_executor_is_an_error(scheduler: Scheduler) -> None:
 
 
 def test_undefined_task_in_a_replayed_reduction(scheduler: Scheduler) -> None:
-    from slothflow._task import _UndefinedTask
+    from slothflow.model._task import _UndefinedTask
 
     ghost = _UndefinedTask("gone.task", "0" * 64)
     with pytest.raises(TaskLookupError, match="gone.task"):

@@ -18,10 +18,10 @@ from hypothesis import strategies as st
 from sqlalchemy import create_engine, event, inspect, select, text
 
 from slothflow import Scheduler, StoreError, StoreLockedError, StoreVersionError, hash_value, task
-from slothflow._hashing import hash_struct
-from slothflow._store import HEAD_REVISION, Store
-from slothflow._store import schema as s
-from slothflow._store.store import INLINE_LIMIT, MIGRATIONS_DIR
+from slothflow.hashing._hashing import hash_struct
+from slothflow.store import HEAD_REVISION, Store
+from slothflow.store import schema as s
+from slothflow.store._store import INLINE_LIMIT, MIGRATIONS_DIR
 
 
 @pytest.fixture
@@ -112,7 +112,7 @@ import os, sys, time
 go = sys.argv[2]
 while not os.path.exists(go):
     time.sleep(0.005)
-from slothflow._store import Store
+from slothflow.store import Store
 Store(sys.argv[1], blob_dir=sys.argv[3]).close()
 print("opened")
 """

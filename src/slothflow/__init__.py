@@ -10,9 +10,8 @@ incremental reruns from a central cache, and full provenance.
     print(Scheduler().run(add(1, add(2, 3))))
 """
 
-from ._builtins import apply_tags, catch, catch_all, cond, get_context, throw
-from ._config import Config
-from ._errors import (
+from slothflow._config import Config
+from slothflow._errors import (
     CLIError,
     ConfigError,
     ExecutorError,
@@ -29,14 +28,21 @@ from ._errors import (
     TaskDefinitionError,
     TaskLookupError,
 )
-from ._expression import Expression, SchedulerExpression, SimpleExpression, TaskExpression, ValueExpression
-from ._file import ContentDir, ContentFile, Dir, File, FileSet, StagingDir, StagingFile
-from ._hashing import hash_value, register_hasher
-from ._scheduler import Plan, PlannedCall, Scheduler, run
-from ._script import script
-from ._store.explain import Explanation, Reason
-from ._task import PartialTask, Task, get_current_namespace, get_task_registry, namespace, task
-from ._value import ProxyValue, Value
+from slothflow.files._file import ContentDir, ContentFile, Dir, File, FileSet, StagingDir, StagingFile
+from slothflow.files._script import script
+from slothflow.hashing._hashing import hash_value, register_hasher
+from slothflow.model._builtins import apply_tags, catch, catch_all, cond, get_context, throw
+from slothflow.model._expression import (
+    Expression,
+    SchedulerExpression,
+    SimpleExpression,
+    TaskExpression,
+    ValueExpression,
+)
+from slothflow.model._task import PartialTask, Task, get_current_namespace, get_task_registry, namespace, task
+from slothflow.model._value import ProxyValue, Value
+from slothflow.provenance.explain import Explanation, Reason
+from slothflow.scheduler._scheduler import Plan, PlannedCall, Scheduler, run
 
 __version__ = "0.1.0"
 version = __version__

@@ -12,7 +12,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from ._errors import ConfigError
+from slothflow._errors import ConfigError
 
 PROJECT_DIRNAME = ".slothflow"
 CONFIG_FILENAME = "slothflow.toml"

@@ -9,9 +9,9 @@ import weakref
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from ._builtins import lazy_apply
-from ._builtins import seq as seq
-from ._task import PartialTask, Task, get_task_registry, task
+from slothflow.model._builtins import lazy_apply
+from slothflow.model._builtins import seq as seq
+from slothflow.model._task import PartialTask, Task, get_task_registry, task
 
 
 def _map(func: Callable[..., Any], values: Iterable[Any]) -> list[Any]:
@@ -92,7 +92,7 @@ class Composed:
         return result
 
     def __slothflow_hash__(self) -> str:
-        from ._hashing import hash_value
+        from slothflow.hashing._hashing import hash_value
 
         return hash_value(("compose", self.funcs))
 

@@ -18,7 +18,7 @@ from typing import Any
 import click
 from rich.console import Console
 
-from .._config import (
+from slothflow._config import (
     CONFIG_FILENAME,
     DEFAULT_CONFIG_TOML,
     PROJECT_DIRNAME,
@@ -26,13 +26,13 @@ from .._config import (
     find_project_dir,
     load_project_config,
 )
-from .._errors import CLIError, SlothflowError
-from .._scheduler import Plan, Scheduler
-from .._task import Task, get_task_registry
-from ._display import Progress
-from ._errors import user_traceback
-from ._log import render_lineage, render_log
-from ._params import parse_task_args
+from slothflow._errors import CLIError, SlothflowError
+from slothflow.cli._display import Progress
+from slothflow.cli._errors import user_traceback
+from slothflow.cli._log import render_lineage, render_log
+from slothflow.cli._params import parse_task_args
+from slothflow.model._task import Task, get_task_registry
+from slothflow.scheduler._scheduler import Plan, Scheduler
 
 err_console = Console(stderr=True)
 
@@ -320,8 +320,8 @@ def log(ctx: click.Context, ident: str | None, file_path: str | None, fmt: str, 
 @click.pass_context
 def explain(ctx: click.Context, ident: str, fmt: str) -> None:
     """Why a job (or every job of an execution) ran instead of being reused from the cache."""
-    from .._store.explain import explain as explain_records
-    from .._store.queries import NotFound
+    from slothflow.provenance.explain import explain as explain_records
+    from slothflow.provenance.queries import NotFound
 
     scheduler = Scheduler(config=_config(ctx, create=False))
     try:
@@ -370,8 +370,8 @@ def db() -> None:
 @click.pass_context
 def db_info(ctx: click.Context) -> None:
     """Show the database URI, schema version and record counts."""
-    from .._store import HEAD_REVISION
-    from .._store.queries import table_counts
+    from slothflow.provenance.queries import table_counts
+    from slothflow.store import HEAD_REVISION
 
     scheduler = Scheduler(config=_config(ctx.parent or ctx, create=False))
     try:
@@ -402,8 +402,8 @@ def db_downgrade(ctx: click.Context, revision: str) -> None:
 
 
 def _migrate(ctx: click.Context, direction: str, revision: str) -> None:
-    from .._errors import StoreVersionError
-    from .._store.store import KNOWN_REVISIONS, Store
+    from slothflow._errors import StoreVersionError
+    from slothflow.store._store import KNOWN_REVISIONS, Store
 
     class _Unchecked(Store):
         """The store without its schema check: migration commands are how a schema gets fixed."""

@@ -1,5 +1,5 @@
 """``python -m slothflow.cli``."""
 
-from . import main
+from slothflow.cli import main
 
 main()

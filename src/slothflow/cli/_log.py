@@ -11,9 +11,9 @@ from rich.syntax import Syntax
 from rich.table import Table
 from rich.tree import Tree
 
-from .._errors import CLIError
-from .._store import Store
-from .._store.queries import NotFound, execution_detail, job_detail, list_executions, resolve_id
+from slothflow._errors import CLIError
+from slothflow.provenance.queries import NotFound, execution_detail, job_detail, list_executions, resolve_id
+from slothflow.store import Store
 
 _STATUS_STYLE = {"ran": "green", "cached": "cyan", "failed": "bold red", "running": "yellow", "done": "green"}
 
@@ -131,7 +131,7 @@ def _print_job(console: Console, data: dict[str, Any]) -> None:
 
 
 def render_lineage(console: Console, store: Store, path: str, fmt: str) -> None:
-    from .._store.lineage import file_lineage
+    from slothflow.provenance.lineage import file_lineage
 
     try:
         data = file_lineage(store.conn, path)

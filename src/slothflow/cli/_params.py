@@ -12,9 +12,9 @@ from typing import Any
 
 import click
 
-from .._file import File
-from .._task import Task
-from .._value import Value, get_proxy
+from slothflow.files._file import File
+from slothflow.model._task import Task
+from slothflow.model._value import Value, get_proxy
 
 
 class _Parsed(click.ParamType):

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from .._errors import ConfigError
-from .base import Executor, JobSpec, Outcome, run_job
-from .inline import InlineExecutor
-from .processes import ProcessExecutor
-from .threads import ThreadExecutor
+from slothflow._errors import ConfigError
+from slothflow.executors.base import Executor, JobSpec, Outcome, run_job
+from slothflow.executors.inline import InlineExecutor
+from slothflow.executors.processes import ProcessExecutor
+from slothflow.executors.threads import ThreadExecutor
 
 EXECUTORS: dict[str, type[Executor]] = {
     "inline": InlineExecutor,

@@ -67,7 +67,7 @@ def report_safely(done: Done, job_id: str, make: Callable[[], Outcome], what: st
     try:
         outcome = make()
     except BaseException as exc:
-        from .._errors import ExecutorError
+        from slothflow._errors import ExecutorError
 
         outcome = Outcome(job_id, False, error=ExecutorError(f"{what}: {type(exc).__name__}: {exc}"))
     done(outcome)

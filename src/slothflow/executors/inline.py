@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .base import Done, Executor, JobSpec, run_job
+from slothflow.executors.base import Done, Executor, JobSpec, run_job
 
 
 class InlineExecutor(Executor):

@@ -20,9 +20,9 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
-from .._errors import ExecutorError, SerializationError
-from .._serialize import wire_dumps, wire_loads
-from .base import Done, Executor, JobSpec, Outcome, format_task_traceback, report_safely
+from slothflow._errors import ExecutorError, SerializationError
+from slothflow.executors.base import Done, Executor, JobSpec, Outcome, format_task_traceback, report_safely
+from slothflow.model._serialize import wire_dumps, wire_loads
 
 
 def _import_task_module(module_name: str, module_file: str | None) -> None:
@@ -48,7 +48,7 @@ def _resolve(payload: bytes) -> tuple[Any, tuple[Any, ...], dict[str, Any]]:
     if kind == "ref":
         module_name, task_name, module_file = target
         _import_task_module(module_name, module_file)
-        from .._task import get_task_registry
+        from slothflow.model._task import get_task_registry
 
         task = get_task_registry().get(task_name)
         if task is None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
-from .base import Done, Executor, JobSpec, Outcome, report_safely, run_job
+from slothflow.executors.base import Done, Executor, JobSpec, Outcome, report_safely, run_job
 
 
 class ThreadExecutor(Executor):

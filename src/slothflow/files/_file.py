@@ -17,10 +17,10 @@ import posixpath
 from collections.abc import Iterator
 from typing import IO, Any, cast
 
-from . import _fs
-from ._expression import Expression
-from ._hashing import hash_struct
-from ._value import Value
+from slothflow.files import _fs
+from slothflow.hashing._hashing import hash_struct
+from slothflow.model._expression import Expression
+from slothflow.model._value import Value
 
 
 def normalize_path(path: str | os.PathLike[str]) -> str:

@@ -38,10 +38,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ._config import DB_FILENAME, Config, load_project_config
-from ._environment import DEFAULT_POLICY, check_policy, task_environment, task_environment_json
-from ._errors import ExecutorError, FileAccessError, HashingError, SerializationError, SlothflowError, TaskLookupError
-from ._expression import (
+from slothflow._config import DB_FILENAME, Config, load_project_config
+from slothflow._errors import (
+    ExecutorError,
+    FileAccessError,
+    HashingError,
+    SerializationError,
+    SlothflowError,
+    TaskLookupError,
+)
+from slothflow.executors import Executor, JobSpec, Outcome, make_executor
+from slothflow.files._fs import bind_digest_store
+from slothflow.hashing._environment import DEFAULT_POLICY, check_policy, task_environment, task_environment_json
+from slothflow.hashing._hashing import forget_code_hashes, hash_struct, hash_value
+from slothflow.model._expression import (
     Expression,
     SchedulerExpression,
     SimpleExpression,
@@ -52,13 +62,10 @@ from ._expression import (
     iter_expressions,
     substitute,
 )
-from ._fs import bind_digest_store
-from ._hashing import forget_code_hashes, hash_struct, hash_value
-from ._store import Store, sqlite_path
-from ._store.explain import CallFacts, Reason, diff_call
-from ._task import Task, _UndefinedTask, get_task_registry
-from ._value import Value, first_invalid, preview
-from .executors import Executor, JobSpec, Outcome, make_executor
+from slothflow.model._task import Task, _UndefinedTask, get_task_registry
+from slothflow.model._value import Value, first_invalid, preview
+from slothflow.provenance.explain import CallFacts, Reason, diff_call
+from slothflow.store import Store, sqlite_path
 
 log = logging.getLogger("slothflow")
 
@@ -315,7 +322,7 @@ class Scheduler:
 
         Returns :class:`~slothflow.Explanation` objects; ``str()`` of one reads like ``slothflow explain``.
         """
-        from ._store.explain import explain
+        from slothflow.provenance.explain import explain
 
         store = self.load()
         try:
@@ -326,7 +333,7 @@ class Scheduler:
     def lineage(self, path: str) -> dict[str, Any]:
         """Where a file (local path or URL) came from: the call that produced it, with its code and inputs,
         recursively up to the raw inputs, as plain data (what ``slothflow log --file`` shows)."""
-        from ._store.lineage import file_lineage
+        from slothflow.provenance.lineage import file_lineage
 
         store = self.load()
         try:

@@ -15,11 +15,11 @@ import subprocess
 import tempfile
 from typing import Any
 
-from ._errors import MissingFileError, ScriptError
-from ._file import Dir, File, StagingDir, StagingFile
-from ._hashing import hash_struct
-from ._task import task
-from ._value import Value
+from slothflow._errors import MissingFileError, ScriptError
+from slothflow.files._file import Dir, File, StagingDir, StagingFile
+from slothflow.hashing._hashing import hash_struct
+from slothflow.model._task import task
+from slothflow.model._value import Value
 
 STDERR_TAIL_LINES = 20
 _NO_OUTPUTS = "__slothflow_no_outputs__"

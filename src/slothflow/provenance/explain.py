@@ -29,9 +29,9 @@ from typing import Any
 
 from sqlalchemy import Connection, select
 
-from .._hashing import normalize_source
-from . import schema as s
-from .queries import NotFound, resolve_id
+from slothflow.hashing._hashing import normalize_source
+from slothflow.provenance.queries import NotFound, resolve_id
+from slothflow.store import schema as s
 
 MAX_CANDIDATES = 50
 

@@ -11,8 +11,8 @@ from typing import Any
 
 from sqlalchemy import Connection, func, select
 
-from .._errors import SlothflowError
-from . import schema as s
+from slothflow._errors import SlothflowError
+from slothflow.store import schema as s
 
 
 class NotFound(SlothflowError, LookupError):

@@ -12,9 +12,9 @@ from typing import Any
 
 from sqlalchemy import Connection, select
 
-from .._file import File, normalize_path
-from . import schema as s
-from .queries import NotFound, _value_previews
+from slothflow.files._file import File, normalize_path
+from slothflow.provenance.queries import NotFound, _value_previews
+from slothflow.store import schema as s
 
 MAX_NODES = 500
 

@@ -37,7 +37,7 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
-from ._errors import FileAccessError, HashingError
+from slothflow._errors import FileAccessError, HashingError
 
 HASH_ALGORITHM = "sha256"
 
@@ -923,7 +923,7 @@ def _class_facts(cls: type) -> _Facts | None:
 
 
 def _short_preview(value: Any) -> str:
-    from ._value import preview  # _value imports this module
+    from slothflow.model._value import preview  # _value imports this module
 
     return preview(value)
 

@@ -25,11 +25,11 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 
-from .._errors import SerializationError, StoreError, StoreLockedError, StoreVersionError
-from .._file import iter_files, normalize_path
-from .._serialize import dumps, loads
-from .._value import preview
-from . import schema as s
+from slothflow._errors import SerializationError, StoreError, StoreLockedError, StoreVersionError
+from slothflow.files._file import iter_files, normalize_path
+from slothflow.model._serialize import dumps, loads
+from slothflow.model._value import preview
+from slothflow.store import schema as s
 
 HEAD_REVISION = "0001"
 KNOWN_REVISIONS = ("0001",)

@@ -12,8 +12,8 @@ import pickle
 from collections.abc import Iterator
 from typing import Any, ClassVar
 
-from ._expression import Expression
-from ._hashing import hash_bytes, register_hasher
+from slothflow.hashing._hashing import hash_bytes, register_hasher
+from slothflow.model._expression import Expression
 
 _proxies: dict[type, type[ProxyValue]] = {}
 
@@ -30,7 +30,7 @@ class Value:
 
     def get_hash(self, data: bytes | None = None) -> str:
         """The value's hash; the default is canonical over the object's state."""
-        from ._hashing import _enc_reduce, hashlib  # local: the default path is rare
+        from slothflow.hashing._hashing import _enc_reduce, hashlib  # local: the default path is rare
 
         h = hashlib.sha256()
         _enc_reduce(self, h.update, 0)

@@ -16,11 +16,11 @@ import operator
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from ._errors import ExpressionError
-from ._hashing import hash_struct, hash_value
+from slothflow._errors import ExpressionError
+from slothflow.hashing._hashing import hash_struct, hash_value
 
 if TYPE_CHECKING:
-    from ._task import Task
+    from slothflow.model._task import Task
 
 _OPERATORS: dict[str, Callable[..., Any]] = {
     "getitem": operator.getitem,

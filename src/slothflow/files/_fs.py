@@ -23,7 +23,7 @@ import time
 from collections.abc import Iterator
 from typing import IO, Any, Protocol
 
-from ._errors import FileAccessError, MissingFileError
+from slothflow._errors import FileAccessError, MissingFileError
 
 # A digest is only remembered for a file whose last change is at least this much older than the moment
 # it was read. File systems stamp times with a coarse clock, so a file rewritten twice within one tick

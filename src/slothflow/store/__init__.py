@@ -1,5 +1,5 @@
 """The store: SQL schema, migrations, value blobs and provenance queries."""
 
-from .store import HEAD_REVISION, Store, sqlite_path
+from slothflow.store._store import HEAD_REVISION, Store, sqlite_path
 
 __all__ = ["HEAD_REVISION", "Store", "sqlite_path"]

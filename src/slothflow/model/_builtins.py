@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from ._expression import SchedulerExpression
+from slothflow.model._expression import SchedulerExpression
 
 
 def cond(cond_expr: Any, then_expr: Any, *rest: Any) -> Any:

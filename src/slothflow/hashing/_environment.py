@@ -22,7 +22,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._hashing import hash_struct
+from slothflow.hashing._hashing import hash_struct
 
 ENV_POLICIES = ("ignore", "minor", "exact")
 DEFAULT_POLICY = "ignore"
@@ -65,7 +65,7 @@ def _major_minor(version: str) -> str:
 def check_policy(policy: Any, where: str) -> str:
     value = str(policy).lower()
     if value not in ENV_POLICIES:
-        from ._errors import ConfigError
+        from slothflow._errors import ConfigError
 
         raise ConfigError(f"{where}: env_policy must be one of {', '.join(ENV_POLICIES)}, not {policy!r}")
     return value

@@ -13,8 +13,8 @@ from typing import Any
 
 import cloudpickle
 
-from ._errors import SerializationError
-from ._expression import Expression, iter_expressions
+from slothflow._errors import SerializationError
+from slothflow.model._expression import Expression, iter_expressions
 
 PROTOCOL = 5
 

@@ -21,11 +21,11 @@ import typing
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from . import _hashing
-from ._environment import ENV_POLICIES
-from ._errors import TaskDefinitionError, TaskLookupError
-from ._expression import TaskExpression
-from ._hashing import CodeInfo, code_info, get_source, hash_struct, hash_value
+from slothflow._errors import TaskDefinitionError, TaskLookupError
+from slothflow.hashing import _hashing
+from slothflow.hashing._environment import ENV_POLICIES
+from slothflow.hashing._hashing import CodeInfo, code_info, get_source, hash_struct, hash_value
+from slothflow.model._expression import TaskExpression
 
 _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z_0-9]*$")
 _NAMESPACE_RE = re.compile(r"^([A-Za-z_][A-Za-z_0-9]*(\.[A-Za-z_][A-Za-z_0-9]*)*)?$")
@@ -321,7 +321,7 @@ class Task:
 
 
 def _run_script_body(func: Callable[..., Any], *args: Any, **kwargs: Any) -> str:
-    from ._script import run_command
+    from slothflow.files._script import run_command
 
     command = func(*args, **kwargs)
     if not isinstance(command, str):

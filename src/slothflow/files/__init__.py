@@ -1,0 +1,1 @@
+"""File, Dir and their staging variants on fsspec, and shell-script tasks that consume and produce them."""

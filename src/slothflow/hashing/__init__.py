@@ -1,0 +1,1 @@
+"""Canonical hashing of values and of code; the environment fingerprint of a task."""

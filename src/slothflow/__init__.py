@@ -27,6 +27,7 @@ from slothflow._errors import (
     StoreVersionError,
     TaskDefinitionError,
     TaskLookupError,
+    TaskTimeoutError,
 )
 from slothflow.files._file import ContentDir, ContentFile, Dir, File, FileSet, StagingDir, StagingFile
 from slothflow.files._script import script
@@ -42,7 +43,7 @@ from slothflow.model._expression import (
 from slothflow.model._task import PartialTask, Task, get_current_namespace, get_task_registry, namespace, task
 from slothflow.model._value import ProxyValue, Value
 from slothflow.provenance.explain import Explanation, Reason
-from slothflow.scheduler._scheduler import Plan, PlannedCall, Scheduler, run
+from slothflow.scheduler import Plan, PlannedCall, Scheduler, run
 
 __version__ = "0.1.0"
 version = __version__
@@ -83,6 +84,7 @@ __all__ = [
     "TaskDefinitionError",
     "TaskExpression",
     "TaskLookupError",
+    "TaskTimeoutError",
     "Value",
     "ValueExpression",
     "__version__",

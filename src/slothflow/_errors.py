@@ -13,6 +13,7 @@ to do about it::
     │       └── MissingFileError an input file, or a file a task returned, does not exist
     ├── SerializationError       a value cannot be stored or sent to another process
     ├── ExecutorError            an executor could not run a job (unknown executor, broken pool)
+    ├── TaskTimeoutError         an attempt ran longer than its ``timeout`` option (also a TimeoutError)
     ├── StoreError               the database cannot be used
     │   ├── StoreVersionError    the database was written by a newer (or older) schema
     │   └── StoreLockedError     the database file is locked or unreadable
@@ -136,3 +137,15 @@ class ScriptError(SlothflowError):
 
     def __reduce__(self) -> tuple[object, ...]:
         return (type(self), (str(self), self.returncode, self.stderr_tail, self.command))
+
+
+class TaskTimeoutError(SlothflowError, TimeoutError):
+    """An attempt of a task ran longer than its ``timeout`` option allows; it was cancelled, never cached."""
+
+    def __init__(self, message: str, task_name: str | None = None, timeout: float | None = None) -> None:
+        super().__init__(message)
+        self.task_name = task_name
+        self.timeout = timeout
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (str(self), self.task_name, self.timeout))

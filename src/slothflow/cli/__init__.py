@@ -32,7 +32,7 @@ from slothflow.cli._errors import user_traceback
 from slothflow.cli._log import render_lineage, render_log
 from slothflow.cli._params import parse_task_args
 from slothflow.model._task import Task, get_task_registry
-from slothflow.scheduler._scheduler import Plan, Scheduler
+from slothflow.scheduler import Plan, Scheduler
 
 err_console = Console(stderr=True)
 

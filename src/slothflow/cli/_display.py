@@ -11,7 +11,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from slothflow.scheduler._scheduler import Job, RunStats
+from slothflow.scheduler import Job, RunStats
 
 _STYLE = {"ran": "green", "cached": "cyan", "failed": "bold red", "running": "yellow"}
 

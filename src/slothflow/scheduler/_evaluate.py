@@ -1,0 +1,230 @@
+"""Evaluation: expressions become cells, ``TaskExpression``s with known arguments become calls.
+
+A call's arguments are bound to its task's signature (``f(1)``, ``f(a=1)`` and ``f(1, b=<default>)`` are one
+call) before :mod:`~slothflow.scheduler._reuse` keys and looks it up. A body's result (or a replayed
+reduction) that holds expressions is evaluated in turn: that is how a dynamic sub-DAG unfolds.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import TYPE_CHECKING, Any
+
+from slothflow._errors import FileAccessError, HashingError, SerializationError, TaskLookupError
+from slothflow.hashing._hashing import hash_value
+from slothflow.model._expression import (
+    Expression,
+    SchedulerExpression,
+    SimpleExpression,
+    TaskExpression,
+    ValueExpression,
+    apply_operator,
+    contains_expression,
+    iter_expressions,
+    substitute,
+)
+from slothflow.model._task import Task, _UndefinedTask
+from slothflow.scheduler import _builtins
+from slothflow.scheduler._job import ERROR, PENDING, Cell, Job, resolved
+
+if TYPE_CHECKING:
+    from slothflow.scheduler._run import Run
+
+_ATOMIC = (type(None), bool, int, float, complex, str, bytes)
+
+
+class Evaluator:
+    def __init__(self, run: Run) -> None:
+        self.run = run
+        self.loop = run.loop
+        # Per (expression object, evaluating job): one expression object may be returned by two bodies
+        # (threads share memory); it is then a child of both, so that both record it in their subtree.
+        self.expr_cells: dict[tuple[int, str], tuple[Expression, Cell]] = {}
+
+    def evaluate(self, value: Any, job: Job | None) -> Cell:
+        """A cell for the value of ``value``, with every expression inside it evaluated."""
+        if isinstance(value, _ATOMIC):
+            return resolved(value)
+        if isinstance(value, Expression):
+            return self.eval_expr(value, job)
+        seen: dict[int, Expression] = {}
+        for e in iter_expressions(value):
+            seen.setdefault(id(e), e)
+        if not seen:
+            return resolved(value)
+        out = Cell()
+        results: dict[int, Any] = {}
+        remaining = [len(seen)]
+        loop = self.loop
+
+        def gathered(expr_id: int, cell: Cell) -> None:
+            if out.state != PENDING:
+                return
+            if cell.state == ERROR:
+                loop.fail(out, cell.value)
+                return
+            results[expr_id] = cell.value
+            remaining[0] -= 1
+            if remaining[0] == 0:
+                try:
+                    loop.resolve(out, substitute(value, results))
+                except Exception as exc:
+                    loop.fail(out, exc)
+
+        for expr_id, e in seen.items():
+            loop.then(self.eval_expr(e, job), functools.partial(gathered, expr_id))
+        return out
+
+    def eval_expr(self, expr: Expression, job: Job | None) -> Cell:
+        key = (id(expr), job.id if job is not None else "")
+        entry = self.expr_cells.get(key)
+        if entry is not None:
+            return entry[1]
+        cell = Cell()
+        self.expr_cells[key] = (expr, cell)
+        self.loop.post(self._start_expr, expr, job, cell)
+        return cell
+
+    def _start_expr(self, expr: Expression, job: Job | None, cell: Cell) -> None:
+        loop = self.loop
+        if isinstance(expr, TaskExpression):
+            self._start_task(expr, job, cell)
+        elif isinstance(expr, SimpleExpression):
+            args_cell = self.evaluate((expr.args, expr.kwargs), job)
+            loop.then(args_cell, lambda c: self._apply_simple(expr, c, job, cell))
+        elif isinstance(expr, SchedulerExpression):
+            handler = _builtins.HANDLERS.get(expr.name)
+            if handler is None:
+                loop.fail(cell, TaskLookupError(f"unknown built-in expression {expr.name!r}", expr.name))
+            else:
+                handler(self, expr, job, cell)
+        elif isinstance(expr, ValueExpression):
+            loop.forward(self.evaluate(expr.value, job), cell)
+        else:
+            loop.fail(cell, TypeError(f"cannot evaluate {expr!r}"))
+
+    def chain(self, result: Any, job: Job | None, cell: Cell) -> None:
+        """Resolve ``cell`` with ``result``, evaluating it first if it holds expressions."""
+        if contains_expression(result):
+            self.loop.forward(self.evaluate(result, job), cell)
+        else:
+            self.loop.resolve(cell, result)
+
+    def _apply_simple(self, expr: SimpleExpression, args_cell: Cell, job: Job | None, cell: Cell) -> None:
+        if args_cell.state == ERROR:
+            self.loop.fail(cell, args_cell.value)
+            return
+        args, kwargs = args_cell.value
+        try:
+            result = apply_operator(expr.func_name, tuple(args), dict(kwargs))
+        except Exception as exc:
+            self.loop.fail(cell, exc)
+            return
+        self.chain(result, job, cell)
+
+    # ------------------------------------------------------------------------------------- calls
+    def _start_task(self, expr: TaskExpression, parent: Job | None, cell: Cell) -> None:
+        task = expr.task
+        if isinstance(task, _UndefinedTask):
+            self.loop.fail(cell, TaskLookupError(
+                f"task {task.fullname} is not defined in this process: import the module that defines it",
+                task.fullname))
+            return
+        try:
+            bound = task.signature.bind(*expr.args, **expr.kwargs)
+        except TypeError as exc:
+            self.loop.fail(cell, TypeError(f"{task.fullname}() called with bad arguments: {exc}"))
+            return
+        bound.apply_defaults()
+        arguments = dict(bound.arguments)
+        args_cell = self.evaluate(arguments, parent)
+        self.loop.then(args_cell, lambda c: self._call(task, arguments, c, parent, cell))
+
+    def _call(self, task: Task, unevaluated: dict[str, Any], args_cell: Cell, parent: Job | None,
+              cell: Cell) -> None:
+        run = self.run
+        if args_cell.state == ERROR:
+            self.loop.fail(cell, args_cell.value)
+            return
+        try:
+            opts = run.options(task)
+        except Exception as exc:
+            self.loop.fail(cell, exc)
+            return
+        job = Job(task, parent, args_cell.value, opts)
+        if parent is None:
+            run.root_job = job
+        else:
+            parent.children.append(job)
+        # Which call made each argument that was itself a task call: provenance by origin, never by value.
+        owner = parent.id if parent is not None else ""
+        for name, value in unevaluated.items():
+            if isinstance(value, TaskExpression):
+                entry = self.expr_cells.get((id(value), owner))
+                call = entry[1].call if entry is not None else None
+                if call is not None and call.call_hash is not None:
+                    job.producers[name] = call.call_hash
+        run.reuse.start(job, cell)
+
+    def reduced(self, job: Job, result: Any, computed: bool, value_hash: str | None = None) -> None:
+        """The job's body returned (or the cache replayed) ``result``: record it, then evaluate it."""
+        run = self.run
+        assert job.call is not None
+        cell = job.call.cell
+        if computed and job.prov:
+            try:
+                value_hash = hash_value(result)
+                run.store.add_value(value_hash, result)
+            except FileAccessError as exc:  # e.g. the task returned a File it never wrote
+                run.recorder.failed(job, type(exc)(f"the result of task {job.task.fullname}: {exc}", path=exc.path,
+                                                   task_name=job.task.fullname), "", cell)
+                return
+            except (HashingError, SerializationError) as exc:
+                run.recorder.failed(job, _result_error(job, result, exc), "", cell)
+                return
+            run.store.set_evaluation(job.eval_hash, job.task.hash, job.args_hash, value_hash)
+        job.reduction_hash = value_hash
+        if contains_expression(result):
+            if computed:
+                run.recorder.emit("waiting", job)  # the body returned; its result's expressions are evaluated now
+            self.loop.then(self.evaluate(result, job), lambda c: self._evaluated(job, c))
+        else:
+            run.recorder.finish(job, result, value_hash)
+
+    def _evaluated(self, job: Job, c: Cell) -> None:
+        if c.state == ERROR:
+            assert job.call is not None
+            self.run.recorder.failed(job, c.value, "", job.call.cell, origin=False)
+        else:
+            self.run.recorder.finish(job, c.value, None)
+
+
+def _result_error(job: Job, result: Any, exc: HashingError | SerializationError) -> BaseException:
+    """The error for a result that cannot be hashed or stored. When the result holds task calls, the culprit
+    is usually an argument of one of them: name that task and argument, not the parent."""
+    what = "hashed" if isinstance(exc, HashingError) else "stored"
+    for expr in iter_expressions(result):
+        if not isinstance(expr, TaskExpression):
+            continue
+        try:
+            bound = expr.task.signature.bind(*expr.args, **expr.kwargs)
+        except TypeError:
+            continue
+        for name, value in bound.arguments.items():
+            if contains_expression(value):
+                continue
+            try:
+                hash_value(value)
+                if what == "stored":
+                    from slothflow.model._serialize import dumps
+
+                    dumps(value)
+            except (HashingError, SerializationError) as inner:
+                return type(exc)(
+                    f"argument {name!r} of task {expr.task.fullname} (called by {job.task.fullname}) cannot be "
+                    f"{what}: {inner}", task_name=expr.task.fullname, argument=name,
+                )
+    return type(exc)(
+        f"the result of task {job.task.fullname} ({type(result).__qualname__}) cannot be {what}: "
+        f"{exc}. Return plain data, or give the type a hash/serialize hook.", task_name=job.task.fullname,
+    )

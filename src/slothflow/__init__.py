@@ -10,6 +10,9 @@ incremental reruns from a central cache, and full provenance.
     print(Scheduler().run(add(1, add(2, 3))))
 """
 
+from typing import TYPE_CHECKING as _TYPE_CHECKING
+from typing import Any as _Any
+
 from slothflow._config import Config
 from slothflow._errors import (
     CLIError,
@@ -29,6 +32,7 @@ from slothflow._errors import (
     TaskLookupError,
     TaskTimeoutError,
 )
+from slothflow._version import __version__
 from slothflow.files._file import ContentDir, ContentFile, Dir, File, FileSet, StagingDir, StagingFile
 from slothflow.files._script import script
 from slothflow.hashing._hashing import hash_value, register_hasher
@@ -42,10 +46,26 @@ from slothflow.model._expression import (
 )
 from slothflow.model._task import PartialTask, Task, get_current_namespace, get_task_registry, namespace, task
 from slothflow.model._value import ProxyValue, Value
-from slothflow.provenance.explain import Explanation, Reason
 from slothflow.scheduler import Plan, PlannedCall, Scheduler, run
 
-__version__ = "0.1.0"
+if _TYPE_CHECKING:
+    from slothflow.provenance.explain import Explanation, Reason
+
+# Names whose modules load the database stack: imported when first used, so `import slothflow` stays light.
+_LAZY = {"Explanation": "slothflow.provenance.explain", "Reason": "slothflow.provenance.explain"}
+
+
+def __getattr__(name: str) -> _Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'slothflow' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
 version = __version__
 
 __all__ = [

@@ -9,9 +9,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from slothflow.model._value import preview
-from slothflow.provenance.explain import CallFacts, Reason, diff_call
 
 if TYPE_CHECKING:
+    from slothflow.provenance.explain import Reason
     from slothflow.scheduler._job import Job
     from slothflow.store import Store
 
@@ -79,6 +79,8 @@ class Plan:
 
 def miss_reasons(job: Job, store: Store) -> list[Reason]:
     """Why a dry-run call would run: the same diff against the store that ``slothflow explain`` makes."""
+    from slothflow.provenance.explain import CallFacts, Reason, diff_call
+
     if not job.prov:
         return [Reason("cache_off", "provenance is off for this task (prov=False): never reused")]
     previews: dict[str, str] = {}

@@ -20,10 +20,10 @@ from typing import TYPE_CHECKING, Any
 from slothflow._config import DB_FILENAME, Config, load_project_config
 from slothflow.executors import Executor, make_executor
 from slothflow.hashing._environment import DEFAULT_POLICY, check_policy
-from slothflow.store import Store, sqlite_path
 
 if TYPE_CHECKING:
     from slothflow.scheduler._job import Job
+    from slothflow.store import Store
 
 log = logging.getLogger("slothflow")
 
@@ -95,6 +95,8 @@ class Scheduler:
             assert folder is not None
             return f"sqlite:///{Path(folder) / DB_FILENAME}"
         uri = str(uri)
+        from slothflow.store import sqlite_path  # the database stack loads when first needed
+
         path = sqlite_path(uri)
         if path is not None and not os.path.isabs(path) and base is not None:
             return f"sqlite:///{base / path}"
@@ -106,6 +108,8 @@ class Scheduler:
             backend = self.config.section("backend")
             blob_dir = backend.get("blob_dir")
             timeout = backend.get("busy_timeout")
+            from slothflow.store import Store
+
             self._store = Store(self.db_uri, blob_dir=blob_dir, automigrate=migrate is not False,
                                 busy_timeout=None if timeout is None else float(timeout))
             log.info("slothflow database: %s", self.db_uri)

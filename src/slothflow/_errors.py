@@ -7,7 +7,7 @@ to do about it::
     SlothflowError
     ├── TaskDefinitionError      a @task declaration is invalid (bad name, option, config_args ...)
     ├── TaskLookupError          a task name is unknown (CLI, deserialized expression)
-    ├── ExpressionError          misuse of a lazy expression (bool(), iteration without nout)
+    ├── ExpressionError          misuse of a lazy expression (bool(), iteration without nout, bad call arguments)
     ├── HashingError             a value cannot be hashed deterministically (names task and argument)
     │   └── FileAccessError      a file or remote object cannot be read (names the path)
     │       └── MissingFileError an input file, or a file a task returned, does not exist

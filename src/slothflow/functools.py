@@ -9,6 +9,7 @@ import weakref
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from slothflow._errors import ExpressionError
 from slothflow.model._builtins import lazy_apply
 from slothflow.model._builtins import seq as seq
 from slothflow.model._task import PartialTask, Task, get_task_registry, task
@@ -82,7 +83,7 @@ class Composed:
 
     def __init__(self, *funcs: Callable[..., Any]) -> None:
         if not funcs:
-            raise TypeError("compose() needs at least one task")
+            raise ExpressionError("compose() needs at least one task")
         self.funcs = funcs
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:

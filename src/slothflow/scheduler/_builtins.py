@@ -7,7 +7,7 @@ import functools
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from slothflow._errors import HashingError, SerializationError
+from slothflow._errors import ExpressionError, HashingError, SerializationError
 from slothflow.hashing._hashing import hash_value
 from slothflow.model._expression import Expression, SchedulerExpression, iter_expressions, substitute
 from slothflow.scheduler._job import ERROR, OK, Cell, Job
@@ -108,7 +108,7 @@ def _throw(ev: Evaluator, expr: SchedulerExpression, job: Job | None, cell: Cell
         if c.state == ERROR or isinstance(c.value, BaseException):
             loop.fail(cell, c.value)
         else:
-            loop.fail(cell, TypeError(f"throw() needs an exception, not {c.value!r}"))
+            loop.fail(cell, ExpressionError(f"throw() needs an exception, not {c.value!r}"))
 
     loop.then(ev.evaluate(expr.args[0], job), raise_)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 from typing import TYPE_CHECKING, Any
 
-from slothflow._errors import FileAccessError, HashingError, SerializationError, TaskLookupError
+from slothflow._errors import ExpressionError, FileAccessError, HashingError, SerializationError, TaskLookupError
 from slothflow.hashing._hashing import hash_value
 from slothflow.model._expression import (
     Expression,
@@ -101,7 +101,7 @@ class Evaluator:
         elif isinstance(expr, ValueExpression):
             loop.forward(self.evaluate(expr.value, job), cell)
         else:
-            loop.fail(cell, TypeError(f"cannot evaluate {expr!r}"))
+            loop.fail(cell, ExpressionError(f"cannot evaluate {expr!r}"))
 
     def chain(self, result: Any, job: Job | None, cell: Cell) -> None:
         """Resolve ``cell`` with ``result``, evaluating it first if it holds expressions."""
@@ -133,7 +133,7 @@ class Evaluator:
         try:
             bound = task.signature.bind(*expr.args, **expr.kwargs)
         except TypeError as exc:
-            self.loop.fail(cell, TypeError(f"{task.fullname}() called with bad arguments: {exc}"))
+            self.loop.fail(cell, ExpressionError(f"{task.fullname}() called with bad arguments: {exc}"))
             return
         bound.apply_defaults()
         arguments = dict(bound.arguments)

@@ -20,7 +20,7 @@ from types import ModuleType
 import pytest
 
 from slothflow import Task
-from slothflow.hashing._hashing import code_info
+from slothflow.hashing._code import code_info
 
 HELPERS = '''
 import functools

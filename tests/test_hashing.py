@@ -30,7 +30,8 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from slothflow import HashingError, ProxyValue, Value, hash_value, register_hasher
-from slothflow.hashing._hashing import function_code_hash, normalize_source
+from slothflow.hashing._code import function_code_hash
+from slothflow.hashing._source import normalize_source
 
 TESTS_DIR = Path(__file__).parent
 

@@ -413,7 +413,7 @@ def test_relative_imports_inside_a_task_body_are_followed(tmp_path: Path, monkey
     monkeypatch.syspath_prepend(str(tmp_path))
     wf = importlib.import_module("relpkg.wf")
     before = (wf.via_name.hash, wf.via_module.hash)
-    from slothflow.hashing._hashing import forget_code_hashes
+    from slothflow.hashing._code import forget_code_hashes
 
     helpers = importlib.import_module("relpkg.helpers")
     exec("def compute(x):\n    return x + 2\n", helpers.__dict__)

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from sqlalchemy import create_engine, event, inspect, select, text
 
 from slothflow import Scheduler, StoreError, StoreLockedError, StoreVersionError, hash_value, task
-from slothflow.hashing._hashing import hash_struct
+from slothflow.hashing._encode import hash_struct
 from slothflow.store import HEAD_REVISION, Store
 from slothflow.store import schema as s
 from slothflow.store._store import INLINE_LIMIT, MIGRATIONS_DIR

@@ -35,7 +35,7 @@ from slothflow._errors import (
 from slothflow._version import __version__
 from slothflow.files._file import ContentDir, ContentFile, Dir, File, FileSet, StagingDir, StagingFile
 from slothflow.files._script import script
-from slothflow.hashing._hashing import hash_value, register_hasher
+from slothflow.hashing._encode import hash_value, register_hasher
 from slothflow.model._builtins import apply_tags, catch, catch_all, cond, get_context, throw
 from slothflow.model._expression import (
     Expression,

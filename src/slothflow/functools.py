@@ -93,7 +93,7 @@ class Composed:
         return result
 
     def __slothflow_hash__(self) -> str:
-        from slothflow.hashing._hashing import hash_value
+        from slothflow.hashing._encode import hash_value
 
         return hash_value(("compose", self.funcs))
 

@@ -27,6 +27,7 @@ from slothflow._config import (
     load_project_config,
 )
 from slothflow._errors import CLIError, SlothflowError
+from slothflow.cli._console import make_console
 from slothflow.cli._display import Progress
 from slothflow.cli._errors import user_traceback
 from slothflow.cli._log import render_lineage, render_log
@@ -34,7 +35,7 @@ from slothflow.cli._params import parse_task_args
 from slothflow.model._task import Task, get_task_registry
 from slothflow.scheduler import Plan, Scheduler
 
-err_console = Console(stderr=True)
+err_console = make_console(stderr=True)
 
 
 class _Group(click.Group):
@@ -214,7 +215,7 @@ def run(ctx: click.Context, workflow: str, task_name: str, no_cache: bool, dryru
         task = task.options(**_pairs(options, "-o/--option"))
     config = _config(ctx)
     scheduler = Scheduler(config=config)
-    out = Console()
+    out = make_console()
     progress = Progress(err_console, live=False if plain else None)
     if not dryrun:
         scheduler.add_listener(progress)
@@ -272,7 +273,7 @@ def _print_explanations(scheduler: Scheduler) -> None:
 
 
 def _print_tasks(module: Any) -> None:
-    console = Console()
+    console = make_console()
     console.print(f"Tasks in {module.__name__}:", highlight=False)
     for t in sorted(_module_tasks(module), key=lambda t: t.fullname):
         params = ", ".join(str(p) for p in t.signature.parameters.values())
@@ -307,9 +308,9 @@ def log(ctx: click.Context, ident: str | None, file_path: str | None, fmt: str, 
     scheduler = Scheduler(config=_config(ctx, create=False))
     try:
         if file_path is not None:
-            render_lineage(Console(), scheduler.store, file_path, fmt)
+            render_lineage(make_console(), scheduler.store, file_path, fmt)
         else:
-            render_log(Console(), scheduler.store, ident, fmt, limit)
+            render_log(make_console(), scheduler.store, ident, fmt, limit)
     finally:
         scheduler.close()
 
@@ -329,7 +330,7 @@ def explain(ctx: click.Context, ident: str, fmt: str) -> None:
             explanations = explain_records(scheduler.store.conn, ident)
         except NotFound as exc:
             raise CLIError(str(exc)) from exc
-        console = Console()
+        console = make_console()
         if fmt == "json":
             console.print_json(json.dumps([e.to_dict() for e in explanations]))
             return
@@ -356,7 +357,7 @@ def init(directory: str) -> None:
     scheduler = Scheduler(config=load_project_config(folder))
     try:
         scheduler.load()
-        Console().print(f"slothflow project ready: {config_path} (database {scheduler.db_uri})", highlight=False)
+        make_console().print(f"slothflow project ready: {config_path} (database {scheduler.db_uri})", highlight=False)
     finally:
         scheduler.close()
 
@@ -376,7 +377,7 @@ def db_info(ctx: click.Context) -> None:
     scheduler = Scheduler(config=_config(ctx.parent or ctx, create=False))
     try:
         store = scheduler.store
-        console = Console()
+        console = make_console()
         console.print(f"database: {scheduler.db_uri}", highlight=False)
         console.print(f"schema:   {store.schema_version()} (this slothflow: {HEAD_REVISION})", highlight=False)
         for name, count in table_counts(store.conn).items():
@@ -423,7 +424,7 @@ def _migrate(ctx: click.Context, direction: str, revision: str) -> None:
             store.upgrade(revision)
         else:
             store.downgrade(revision)
-        Console().print(f"database {uri} is at schema {store.schema_version()}", highlight=False)
+        make_console().print(f"database {uri} is at schema {store.schema_version()}", highlight=False)
     finally:
         store.engine.dispose()
 

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from typing import IO, Any, cast
 
 from slothflow.files import _fs
-from slothflow.hashing._hashing import hash_struct
+from slothflow.hashing._encode import hash_struct
 from slothflow.model._expression import Expression
 from slothflow.model._value import Value
 

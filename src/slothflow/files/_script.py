@@ -11,17 +11,16 @@ from __future__ import annotations
 import os
 import shlex
 import shutil
-import subprocess
 import tempfile
 from typing import Any
 
-from slothflow._errors import MissingFileError, ScriptError
+from slothflow._errors import MissingFileError
+from slothflow._shell import run_command
 from slothflow.files._file import Dir, File, StagingDir, StagingFile
-from slothflow.hashing._hashing import hash_struct
+from slothflow.hashing._encode import hash_struct
 from slothflow.model._task import task
 from slothflow.model._value import Value
 
-STDERR_TAIL_LINES = 20
 _NO_OUTPUTS = "__slothflow_no_outputs__"
 
 
@@ -75,23 +74,6 @@ def _in_workdir(item: Any, workdir: str | None) -> Any:
     if isinstance(item, StagingFile):
         return StagingFile(os.path.join(workdir, local), item.remote)
     return StagingDir(os.path.join(workdir, local), item.remote)
-
-
-def run_command(command: str, cwd: str | None = None) -> str:
-    """Run a shell command (bash, failing on the first error); return its stdout."""
-    shell = shutil.which("bash") or "/bin/sh"
-    prelude = "set -eo pipefail\n" if shell.endswith("bash") else "set -e\n"
-    proc = subprocess.run([shell, "-c", prelude + command], cwd=cwd, capture_output=True, text=True)
-    if proc.returncode != 0:
-        tail = "\n".join(proc.stderr.rstrip().splitlines()[-STDERR_TAIL_LINES:])
-        first = command.strip().splitlines()[0] if command.strip() else ""
-        raise ScriptError(
-            f"script exited with status {proc.returncode}: {first[:120]}" + (f"\n{tail}" if tail else ""),
-            proc.returncode,
-            tail,
-            command,
-        )
-    return proc.stdout
 
 
 @task(namespace="slothflow", name="script", version="1")

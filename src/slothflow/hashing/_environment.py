@@ -1,6 +1,6 @@
 """Environment fingerprints: the Python version and the installed distributions a task's code imports.
 
-The code walk of :mod:`._hashing` notes the top-level names of the installed modules a task and its helpers
+The code walk of :mod:`._code` notes the top-level names of the installed modules a task and its helpers
 refer to (``numpy`` for ``np.mean``, ``pandas`` for a ``DataFrame``); here they are mapped to the distributions
 that provide them and their versions. Each job records its task's fingerprint (``job.environment``) so that
 ``slothflow explain`` can say "package numpy 1.26.4 -> 2.1.0".
@@ -22,7 +22,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-from slothflow.hashing._hashing import hash_struct
+from slothflow.hashing._encode import hash_struct
 
 ENV_POLICIES = ("ignore", "minor", "exact")
 DEFAULT_POLICY = "ignore"

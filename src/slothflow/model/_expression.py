@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from slothflow._errors import ExpressionError
-from slothflow.hashing._hashing import hash_struct, hash_value
+from slothflow.hashing._encode import hash_struct, hash_value
 
 if TYPE_CHECKING:
     from slothflow.model._task import Task

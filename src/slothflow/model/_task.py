@@ -22,9 +22,11 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from slothflow._errors import TaskDefinitionError, TaskLookupError
-from slothflow.hashing import _hashing
+from slothflow.hashing import _code
+from slothflow.hashing._code import CodeInfo, code_info
+from slothflow.hashing._encode import hash_struct, hash_value
 from slothflow.hashing._environment import ENV_POLICIES
-from slothflow.hashing._hashing import CodeInfo, code_info, get_source, hash_struct, hash_value
+from slothflow.hashing._source import get_source
 from slothflow.model._expression import TaskExpression
 
 _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z_0-9]*$")
@@ -222,9 +224,9 @@ class Task:
 
     @property
     def hash(self) -> str:
-        if self._hash is None or self._hash_generation != _hashing.code_generation:
+        if self._hash is None or self._hash_generation != _code.code_generation:
             self._hash = self._compute_hash()
-            self._hash_generation = _hashing.code_generation
+            self._hash_generation = _code.code_generation
         return self._hash
 
     @property
@@ -321,7 +323,7 @@ class Task:
 
 
 def _run_script_body(func: Callable[..., Any], *args: Any, **kwargs: Any) -> str:
-    from slothflow.files._script import run_command
+    from slothflow._shell import run_command
 
     command = func(*args, **kwargs)
     if not isinstance(command, str):

@@ -12,7 +12,8 @@ import pickle
 from collections.abc import Iterator
 from typing import Any, ClassVar
 
-from slothflow.hashing._hashing import hash_bytes, register_hasher
+from slothflow._util import preview  # noqa: F401  (re-exported: its users import it from here)
+from slothflow.hashing._encode import hash_bytes, register_hasher
 from slothflow.model._expression import Expression
 
 _proxies: dict[type, type[ProxyValue]] = {}
@@ -30,7 +31,7 @@ class Value:
 
     def get_hash(self, data: bytes | None = None) -> str:
         """The value's hash; the default is canonical over the object's state."""
-        from slothflow.hashing._hashing import _enc_reduce, hashlib  # local: the default path is rare
+        from slothflow.hashing._encode import _enc_reduce, hashlib  # local: the default path is rare
 
         h = hashlib.sha256()
         _enc_reduce(self, h.update, 0)
@@ -132,11 +133,3 @@ def is_valid_value(value: Any) -> bool:
     """False when any ``Value`` inside ``value`` reports itself invalid (a file changed since recorded)."""
     return first_invalid(value) is None
 
-
-def preview(value: Any, limit: int = 200) -> str:
-    """A short ``repr`` for logs and provenance records; never raises."""
-    try:
-        text = repr(value)
-    except Exception:
-        text = f"<{type(value).__qualname__}>"
-    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -29,7 +29,7 @@ from typing import Any
 
 from sqlalchemy import Connection, select
 
-from slothflow.hashing._hashing import normalize_source
+from slothflow.hashing._source import normalize_source
 from slothflow.provenance.queries import NotFound, resolve_id
 from slothflow.store import schema as s
 

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from slothflow._errors import ExpressionError, HashingError, SerializationError
-from slothflow.hashing._hashing import hash_value
+from slothflow.hashing._encode import hash_value
 from slothflow.model._expression import Expression, SchedulerExpression, iter_expressions, substitute
 from slothflow.scheduler._job import ERROR, OK, Cell, Job
 

@@ -11,7 +11,7 @@ import functools
 from typing import TYPE_CHECKING, Any
 
 from slothflow._errors import ExpressionError, FileAccessError, HashingError, SerializationError, TaskLookupError
-from slothflow.hashing._hashing import hash_value
+from slothflow.hashing._encode import hash_value
 from slothflow.model._expression import (
     Expression,
     SchedulerExpression,

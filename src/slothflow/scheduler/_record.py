@@ -16,7 +16,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from slothflow._errors import HashingError, SerializationError
-from slothflow.hashing._hashing import hash_struct, hash_value
+from slothflow.hashing._encode import hash_struct, hash_value
 from slothflow.model._value import Value
 from slothflow.scheduler._job import Cell, Job
 

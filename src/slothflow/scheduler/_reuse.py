@@ -14,8 +14,9 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from slothflow._errors import FileAccessError, HashingError, SlothflowError
+from slothflow.hashing._code import forget_code_hashes
+from slothflow.hashing._encode import hash_struct, hash_value
 from slothflow.hashing._environment import task_environment, task_environment_json
-from slothflow.hashing._hashing import forget_code_hashes, hash_struct, hash_value
 from slothflow.model._expression import TaskExpression, iter_expressions
 from slothflow.model._task import Task, _UndefinedTask, get_task_registry
 from slothflow.model._value import first_invalid, preview

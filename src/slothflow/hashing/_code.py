@@ -1,16 +1,9 @@
-"""Canonical hashing of values and code.
-
-A value's hash must be equal for equal values in any process, under any ``PYTHONHASHSEED`` and on any
-machine, because it is a cache key in a shared database. Pickle bytes are not canonical (dict insertion
-order, set iteration order, the memo), so values are fed to SHA-256 through a type-dispatched encoder:
-each value writes a type tag followed by canonical bytes; containers recurse; dict and set items are
-sorted by their own digests. Objects may define ``__slothflow_hash__() -> str``; users may register an
-encoder for a type they do not own with :func:`register_hasher`. Anything else is encoded through its
-pickle reduction (class name plus canonically encoded state), and a value whose state cannot be
-captured that way raises :class:`HashingError`.
+"""Hashing of code.
 
 Code is hashed from its normalized source: the function's AST with decorators and the docstring
 removed, printed by ``ast.unparse``, so comments and formatting do not count but any real change does.
+A function's hash also covers the user code it reaches (helpers, classes, constants, closures), and a
+class's hash the code of its methods, so that a value or a task changes key when that code changes.
 """
 
 from __future__ import annotations
@@ -18,363 +11,33 @@ from __future__ import annotations
 import ast
 import collections
 import dataclasses
-import datetime
-import decimal
-import enum
 import hashlib
 import importlib.util
 import inspect
-import math
 import os
 import pathlib
-import pickle
 import sys
-import textwrap
 import threading
 import types
-import uuid
 import weakref
 from collections.abc import Callable
 from typing import Any
 
-from slothflow._errors import FileAccessError, HashingError
-
-HASH_ALGORITHM = "sha256"
-
-Write = Callable[[bytes], Any]
-Encoder = Callable[[Any, Write], None]
-
-
-def hash_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def hash_struct(*parts: str | bytes | int | None) -> str:
-    """Hash a short tuple of primitive parts (used for derived keys such as eval hashes)."""
-    h = hashlib.sha256()
-    for part in parts:
-        if part is None:
-            h.update(b"N")
-        elif isinstance(part, str):
-            data = part.encode()
-            h.update(b"s%d:" % len(data))
-            h.update(data)
-        elif isinstance(part, bytes):
-            h.update(b"b%d:" % len(part))
-            h.update(part)
-        else:
-            h.update(b"i%d;" % part)
-    return h.hexdigest()
-
-
-def hash_value(value: Any) -> str:
-    """The canonical hash of any value; raises :class:`HashingError` when there is none."""
-    h = hashlib.sha256()
-    outermost = not _active.stack
-    try:
-        _encode(value, h.update, 0)
-    except RecursionError as exc:
-        if not outermost:
-            raise
-        raise HashingError(
-            f"cannot hash a value of type {_qualname(type(value))}: it is nested too deeply",
-            value_type=_qualname(type(value)),
-        ) from exc
-    except HashingError as exc:
-        if not outermost or exc.value_type in (None, _qualname(type(value))) or isinstance(exc, FileAccessError):
-            raise
-        outer = _qualname(type(value))
-        raise HashingError(
-            f"cannot hash a value of type {outer} because of a part of it: {exc}", value_type=outer
-        ) from exc
-    except Exception as exc:  # a user's hash hook or registered hasher failed
-        if not outermost:
-            raise
-        raise HashingError(
-            f"hashing a value of type {_qualname(type(value))} failed: {type(exc).__name__}: {exc}",
-            value_type=_qualname(type(value)),
-        ) from exc
-    finally:
-        if outermost:
-            _active.stack.clear()
-    return h.hexdigest()
-
-
-class _Active(threading.local):
-    """The containers and objects being encoded right now, per thread (to detect self-reference)."""
-
-    def __init__(self) -> None:
-        self.stack: set[int] = set()
-        self.tasks_by_name = False  # inside a code walk: a task in a constant counts by name, not code
-
-
-_active = _Active()
-_MAX_DEPTH = 500
-_encoders: dict[type, Encoder] = {}
-
-
-def register_hasher(type_: type, encoder: Callable[[Any], bytes | str]) -> None:
-    """Teach slothflow to hash instances of ``type_`` (and its subclasses).
-
-    ``encoder(value)`` must return bytes or a string that are equal for equal values, in any process.
-    """
-
-    def _enc(value: Any, write: Write) -> None:
-        data = encoder(value)
-        raw = data.encode() if isinstance(data, str) else bytes(data)
-        name = _qualname(type(value)).encode()
-        write(b"U%d:%s%d:" % (len(name), name, len(raw)))
-        write(raw)
-
-    _encoders[type_] = _enc
-    _lookup_cache.clear()
-
-
-def _qualname(obj: Any) -> str:
-    return f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', getattr(obj, '__name__', '?'))}"
-
-
-def _tagged(tag: bytes, data: bytes, write: Write) -> None:
-    write(b"%s%d:" % (tag, len(data)))
-    write(data)
-
-
-def _enc_none(value: Any, write: Write) -> None:
-    write(b"N")
-
-
-def _enc_bool(value: bool, write: Write) -> None:
-    write(b"T" if value else b"F")
-
-
-def _enc_int(value: int, write: Write) -> None:
-    write(b"i%d;" % value)
-
-
-def _enc_float(value: float, write: Write) -> None:
-    if math.isnan(value):
-        write(b"fnan;")
-    else:
-        write(b"f" + value.hex().encode() + b";")
-
-
-def _enc_complex(value: complex, write: Write) -> None:
-    write(b"c")
-    _enc_float(value.real, write)
-    _enc_float(value.imag, write)
-
-
-def _enc_str(value: str, write: Write) -> None:
-    _tagged(b"s", value.encode("utf-8", "surrogatepass"), write)
-
-
-def _enc_bytes(value: bytes | bytearray | memoryview, write: Write) -> None:
-    _tagged(b"b", bytes(value), write)
-
-
-def _digest(value: Any, depth: int) -> bytes:
-    h = hashlib.sha256()
-    _encode(value, h.update, depth)
-    return h.digest()
-
-
-def _enc_seq(tag: bytes) -> Callable[[Any, Write, int], None]:
-    def enc(value: Any, write: Write, depth: int) -> None:
-        write(b"%s%d[" % (tag, len(value)))
-        for item in value:
-            _encode(item, write, depth)
-        write(b"]")
-
-    return enc
-
-
-def _enc_dict(value: dict[Any, Any], write: Write, depth: int) -> None:
-    write(b"d%d{" % len(value))
-    if all(type(k) is str for k in value):
-        for key in sorted(value):
-            _enc_str(key, write)
-            _encode(value[key], write, depth)
-    else:
-        items = sorted((_digest(k, depth), _digest(v, depth)) for k, v in value.items())
-        for kd, vd in items:
-            write(kd)
-            write(vd)
-    write(b"}")
-
-
-def _enc_set(value: set[Any] | frozenset[Any], write: Write, depth: int) -> None:
-    tag = b"S" if isinstance(value, set) else b"Z"
-    write(b"%s%d{" % (tag, len(value)))
-    for d in sorted(_digest(item, depth) for item in value):
-        write(d)
-    write(b"}")
-
-
-def _enc_object_named(tag: bytes, name: str, write: Write) -> None:
-    _tagged(tag, name.encode(), write)
-
-
-_SIMPLE: dict[type, Callable[[Any, Write], None]] = {
-    type(None): _enc_none,
-    bool: _enc_bool,
-    int: _enc_int,
-    float: _enc_float,
-    complex: _enc_complex,
-    str: _enc_str,
-    bytes: _enc_bytes,
-    bytearray: _enc_bytes,
-    memoryview: _enc_bytes,
-}
-
-_CONTAINERS: dict[type, Callable[[Any, Write, int], None]] = {
-    list: _enc_seq(b"l"),
-    tuple: _enc_seq(b"t"),
-    dict: _enc_dict,
-    set: _enc_set,
-    frozenset: _enc_set,
-}
-
-_lookup_cache: dict[type, Callable[[Any, Write, int], None]] = {}
-
-
-def _encode(value: Any, write: Write, depth: int) -> None:
-    cls = type(value)
-    simple = _SIMPLE.get(cls)
-    if simple is not None:
-        simple(value, write)
-        return
-    if depth > _MAX_DEPTH:
-        raise HashingError(
-            f"cannot hash a value nested more than {_MAX_DEPTH} levels deep",
-            value_type=_qualname(cls),
-        )
-    active = _active.stack
-    key = id(value)
-    if key in active:
-        raise HashingError(
-            f"cannot hash a self-referential value: a {_qualname(cls)} contains itself",
-            value_type=_qualname(cls),
-        )
-    active.add(key)
-    try:
-        container = _CONTAINERS.get(cls)
-        if container is not None:
-            container(value, write, depth + 1)
-            return
-        enc = _lookup_cache.get(cls)
-        if enc is None:
-            enc = _find_encoder(cls)
-            _lookup_cache[cls] = enc
-        enc(value, write, depth + 1)
-    finally:
-        active.discard(key)
-
-
-def _find_encoder(cls: type) -> Callable[[Any, Write, int], None]:
-    if callable(getattr(cls, "__slothflow_hash__", None)):
-        return _enc_hook
-    for base in cls.__mro__:
-        user = _encoders.get(base)
-        if user is not None:
-            return _user_encoder(user)
-    if issubclass(cls, type):
-        return _enc_class
-    if issubclass(cls, enum.Enum):
-        return _enc_enum
-    if issubclass(cls, BaseException):
-        return _enc_exception
-    if issubclass(cls, tuple) and hasattr(cls, "_fields"):
-        return _enc_namedtuple
-    if dataclasses.is_dataclass(cls):
-        return _enc_dataclass
-    callables = (types.FunctionType, types.BuiltinFunctionType, types.MethodType, functools_partial())
-    if issubclass(cls, callables):
-        return _enc_callable
-    if issubclass(cls, (datetime.datetime, datetime.date, datetime.time)):
-        return lambda v, w, d: _tagged(b"D" + _qualname(cls).encode(), v.isoformat().encode(), w)
-    if issubclass(cls, datetime.timedelta):
-        return lambda v, w, d: _tagged(b"td", repr((v.days, v.seconds, v.microseconds)).encode(), w)
-    if issubclass(cls, (decimal.Decimal, uuid.UUID, pathlib.PurePath)):
-        return lambda v, w, d: _tagged(b"X" + _qualname(cls).encode(), str(v).encode(), w)
-    if issubclass(cls, list):
-        return _subclass_encoder(cls, _CONTAINERS[list])
-    if issubclass(cls, dict):
-        return _subclass_encoder(cls, _enc_dict)
-    if issubclass(cls, (set, frozenset)):
-        return _subclass_encoder(cls, _enc_set)
-    if issubclass(cls, (str, int, float, bytes)):
-        base = next(b for b in (bool, int, float, str, bytes) if issubclass(cls, b))
-        simple = _SIMPLE[base]
-        return _subclass_encoder(cls, lambda v, w, d: simple(base(v), w))
-    numpy_enc = _numpy_encoder(cls)
-    if numpy_enc is not None:
-        return numpy_enc
-    return _enc_reduce
-
-
-def _user_encoder(user: Encoder) -> Callable[[Any, Write, int], None]:
-    def enc(value: Any, write: Write, depth: int) -> None:
-        user(value, write)
-
-    return enc
-
-
-def _subclass_encoder(
-    cls: type, inner: Callable[[Any, Write, int], None]
-) -> Callable[[Any, Write, int], None]:
-    """A subclass of a builtin type: its class name, then the builtin's encoding of its data."""
-    name = _qualname(cls)
-    ordered = issubclass(cls, collections.OrderedDict)  # order is part of an OrderedDict's value
-
-    def enc(value: Any, write: Write, depth: int) -> None:
-        _enc_object_named(b"C", name, write)
-        if ordered:
-            _encode(list(value.items()), write, depth)
-        else:
-            inner(value, write, depth)
-        factory = getattr(value, "default_factory", None)
-        if factory is not None:
-            _encode(factory, write, depth)
-        state = getattr(value, "__dict__", None)
-        if state:  # attributes a subclass adds are part of the value too
-            _encode(dict(state), write, depth)
-
-    return enc
-
-
-def functools_partial() -> type:
-    import functools
-
-    return functools.partial
-
-
-_hook_prefixes: dict[type, bytes] = {}
-
-
-def _enc_hook(value: Any, write: Write, depth: int) -> None:
-    if _active.tasks_by_name and getattr(type(value), "__slothflow_task__", False):
-        _enc_object_named(b"TN", str(value.fullname), write)
-        return
-    digest = str(value.__slothflow_hash__()).encode("utf-8", "surrogatepass")
-    cls = type(value)
-    prefix = _hook_prefixes.get(cls)
-    if prefix is None:  # the same bytes as _enc_object_named(b"H", qualname), built once per class
-        name = _qualname(cls).encode()
-        prefix = _hook_prefixes[cls] = b"H%d:%s" % (len(name), name)
-    write(prefix + b"s%d:" % len(digest) + digest)
-
-
-def _enc_exception(value: BaseException, write: Write, depth: int) -> None:
-    """An exception is its type and arguments: notes, tracebacks and other attributes the machinery
-    attaches on the way (job ids, timings) must not change the hash of a ``catch`` recovery call."""
-    _enc_object_named(b"EX", _qualname(type(value)), write)
-    _encode(tuple(value.args), write, depth)
-
+from slothflow._errors import HashingError
+from slothflow._util import preview
+from slothflow.hashing._encode import _active, _digest, _qualname, functools_partial, hash_struct, hash_value
+from slothflow.hashing._source import (
+    _class_source,
+    _code_source,
+    _parse_source,
+    _unwrap_method,
+    normalize_source,
+)
 
 _class_code_cache: weakref.WeakKeyDictionary[type, bytes] = weakref.WeakKeyDictionary()
 
 
-def _class_code(cls: type) -> bytes:
+def class_code(cls: type) -> bytes:
     """For a class of the user's own code: a digest of its code, transitively (its source, its user-code bases,
     and the helpers and constants its methods use), so that an instance, or the class itself, passed as a
     value changes hash when that code changes; empty for other classes."""
@@ -411,189 +74,7 @@ def _class_walk(cls: type) -> str:
     return hash_struct("classcode+", *parts) if parts else ""
 
 
-def _write_class_code(cls: type, write: Write) -> None:
-    code = _class_code(cls)
-    if code:
-        write(b"cc" + code)
-
-
-def _enc_class(value: type, write: Write, depth: int) -> None:
-    _enc_object_named(b"K", _qualname(value), write)
-    _write_class_code(value, write)
-
-
-def _enc_enum(value: enum.Enum, write: Write, depth: int) -> None:
-    _enc_object_named(b"E", _qualname(type(value)), write)
-    _enc_str(value.name, write)
-
-
-def _enc_namedtuple(value: Any, write: Write, depth: int) -> None:
-    _enc_object_named(b"nt", _qualname(type(value)), write)
-    write(b"%d[" % len(value))
-    for name, item in zip(value._fields, value):
-        _enc_str(name, write)
-        _encode(item, write, depth)
-    write(b"]")
-
-
-def _enc_dataclass(value: Any, write: Write, depth: int) -> None:
-    _enc_object_named(b"dc", _qualname(type(value)), write)
-    _write_class_code(type(value), write)
-    fields = dataclasses.fields(value)
-    write(b"%d[" % len(fields))
-    for f in fields:
-        _enc_str(f.name, write)
-        _encode(getattr(value, f.name), write, depth)
-    write(b"]")
-
-
-def _enc_callable(value: Any, write: Write, depth: int) -> None:
-    import functools
-
-    if isinstance(value, functools.partial):
-        _enc_object_named(b"P", "functools.partial", write)
-        _encode(value.func, write, depth)
-        _encode(value.args, write, depth)
-        _encode(value.keywords, write, depth)
-        return
-    if isinstance(value, types.MethodType):
-        _enc_object_named(b"M", _qualname(value.__func__), write)
-        _encode(value.__self__, write, depth)
-        _encode(value.__func__, write, depth)
-        return
-    if isinstance(value, types.BuiltinFunctionType):
-        _enc_object_named(b"B", f"{value.__module__}.{value.__qualname__}", write)
-        return
-    _enc_object_named(b"fn", _qualname(value), write)
-    _enc_str(function_code_hash(value), write)
-    if value.__defaults__:
-        _encode(value.__defaults__, write, depth)
-    if value.__kwdefaults__:
-        _encode(value.__kwdefaults__, write, depth)
-    if value.__closure__:
-        try:
-            cells = tuple(c.cell_contents for c in value.__closure__)
-        except ValueError:  # an empty cell: the function refers to a name not yet bound
-            cells = ()
-        _encode(cells, write, depth)
-
-
-def _numpy_encoder(cls: type) -> Callable[[Any, Write, int], None] | None:
-    mod = cls.__module__.split(".")[0]
-    if mod == "numpy" and "numpy" in sys.modules:
-        np = sys.modules["numpy"]
-        if issubclass(cls, np.ndarray):
-
-            def enc_array(v: Any, w: Write, d: int) -> None:
-                if v.dtype.hasobject:
-                    _enc_object_named(b"npo", str(v.shape), w)
-                    _encode(v.tolist(), w, d)
-                    return
-                _enc_object_named(b"np", f"{v.dtype.str}{v.shape}", w)
-                _enc_bytes(np.ascontiguousarray(v).tobytes(), w)
-
-            return enc_array
-        if issubclass(cls, np.generic):
-            return lambda v, w, d: _tagged(b"ng" + v.dtype.str.encode(), v.tobytes(), w)
-    if mod == "pandas" and "pandas" in sys.modules:
-        pd = sys.modules["pandas"]
-        if issubclass(cls, (pd.DataFrame, pd.Series, pd.Index)):
-
-            def enc_pandas(v: Any, w: Write, d: int) -> None:
-                hashed = pd.util.hash_pandas_object(v, index=True).to_numpy()
-                _enc_object_named(b"pd", _qualname(cls), w)
-                _encode([str(x) for x in getattr(v, "dtypes", [v.dtype])], w, d)
-                if isinstance(v, pd.DataFrame):
-                    _encode([str(c) for c in v.columns], w, d)
-                _enc_bytes(hashed.tobytes(), w)
-
-            return enc_pandas
-    return None
-
-
-def _enc_reduce(value: Any, write: Write, depth: int) -> None:
-    """Encode an arbitrary object through its pickle reduction, canonically."""
-    cls = type(value)
-    try:
-        reduced = value.__reduce_ex__(pickle.DEFAULT_PROTOCOL)
-    except Exception as exc:
-        raise HashingError(
-            f"cannot hash a value of type {_qualname(cls)}: it cannot be pickled ({exc}). "
-            "Pass something serializable, give the class a __slothflow_hash__() method, "
-            "or register a hasher with slothflow.register_hasher().",
-            value_type=_qualname(cls),
-        ) from exc
-    if isinstance(reduced, str):  # a global singleton, pickled by name
-        _enc_object_named(b"G", f"{cls.__module__}.{reduced}", write)
-        return
-    _enc_object_named(b"R", _qualname(cls), write)
-    _write_class_code(cls, write)
-    func, args, *rest = reduced
-    state = rest[0] if rest else None
-    listitems = rest[1] if len(rest) > 1 else None
-    dictitems = rest[2] if len(rest) > 2 else None
-    if getattr(func, "__name__", "") in ("__newobj__", "__newobj_ex__"):
-        args = args[1:]  # the class itself, already tagged
-    elif isinstance(func, type) or callable(func):
-        _enc_object_named(b"rf", _qualname(func), write)
-    _encode(args, write, depth)
-    _encode(state, write, depth)
-    if listitems is not None:
-        _encode(list(listitems), write, depth)
-    if dictitems is not None:
-        _encode(dict(dictitems), write, depth)
-
-
 # --------------------------------------------------------------------------------------------- code
-
-
-def _parse_source(source: str) -> ast.Module:
-    """Parse a (possibly indented) snippet of source, such as a method or a nested function."""
-    try:
-        return ast.parse(textwrap.dedent(source))
-    except SyntaxError:
-        # dedent gives up when a multi-line string has lines less indented than the code around it;
-        # wrapping the snippet in a block keeps the indentation legal without changing string contents.
-        wrapped = ast.parse("if 1:\n" + source)
-        block = wrapped.body[0]
-        assert isinstance(block, ast.If)
-        return ast.Module(body=block.body, type_ignores=[])
-
-
-def _drop_docstring(node: ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef | ast.Module) -> None:
-    body = node.body
-    if (
-        body
-        and isinstance(body[0], ast.Expr)
-        and isinstance(body[0].value, ast.Constant)
-        and isinstance(body[0].value.value, str)
-    ):
-        node.body = body[1:] or [ast.Pass()]
-
-
-def normalize_source(source: str, keep_decorators: bool = False) -> str:
-    """The canonical text of a function's source: no decorators, docstring, comments or formatting.
-
-    Only the decorators of the outermost definition are dropped (they are how a task is declared), unless
-    ``keep_decorators`` (a helper's decorators change what it does); the decorators of functions and classes
-    defined inside the body are code like any other.
-    """
-    tree = _parse_source(source)
-    for top in tree.body:
-        if not keep_decorators and isinstance(top, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
-            top.decorator_list = []
-    for node in ast.walk(tree):
-        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef | ast.Module):
-            _drop_docstring(node)
-    return ast.unparse(tree)
-
-
-def get_source(func: Callable[..., Any]) -> str | None:
-    """The source text of a function, or None when Python cannot find it (REPL, exec)."""
-    try:
-        return inspect.getsource(func)
-    except (OSError, TypeError):
-        return None
 
 
 # ------------------------------------------------------------------------------- transitive code
@@ -802,83 +283,8 @@ def _function_facts(func: Any, source: str | None, root: bool) -> _Facts:
     return facts
 
 
-def _code_source(code: types.CodeType) -> str | None:
-    # From the code object, not the function: inspect.getsource(function) follows ``__wrapped__`` and would
-    # give a decorator's wrapper the source of the function it wraps.
-    try:
-        return inspect.getsource(code)
-    except (OSError, TypeError, IndexError):
-        return None
-
-
-# Class sources, located through one parse per file (inspect.getsource parses the whole file per class).
-_class_index: dict[str, tuple[list[str], dict[str, list[tuple[int, int]]]]] = {}
-
-
-
-
 # (kind, qualified name) -> (object, digest, preview) of module values as first hashed in this process.
 _pinned_values: dict[tuple[str, str], tuple[Any, str, str]] = {}
-
-
-def _class_source(cls: type) -> tuple[str, str, int] | None:
-    """(source, file, first line) of a class defined in a file, decorators included."""
-    module = sys.modules.get(cls.__module__)
-    path = getattr(module, "__file__", None)
-    if not path:
-        return None
-    import linecache
-
-    lines = linecache.getlines(path, getattr(module, "__dict__", None))
-    if not lines:
-        return None
-    cached = _class_index.get(path)
-    if cached is None or cached[0] is not lines:
-        try:
-            tree = ast.parse("".join(lines))
-        except SyntaxError:
-            return None
-        spans: dict[str, list[tuple[int, int]]] = {}
-        # Statements only (classes are defined by statements): expressions, the bulk of a file, are skipped.
-        stack: list[tuple[list[Any], str]] = [(tree.body, "")]
-        while stack:
-            body, prefix = stack.pop()
-            for child in body:
-                if isinstance(child, ast.ClassDef):
-                    qual = prefix + child.name
-                    start = min([child.lineno] + [d.lineno for d in child.decorator_list])
-                    spans.setdefault(qual, []).append((start, child.end_lineno or child.lineno))
-                    stack.append((child.body, qual + "."))
-                elif isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef):
-                    stack.append((child.body, prefix + child.name + ".<locals>."))
-                else:
-                    for attr in ("body", "orelse", "finalbody", "handlers", "cases"):
-                        inner = getattr(child, attr, None)
-                        if isinstance(inner, list):
-                            stack.append((inner, prefix))
-                            if attr in ("handlers", "cases"):
-                                stack.extend((getattr(h, "body", []), prefix) for h in inner)
-        cached = _class_index[path] = (lines, spans)
-    candidates = cached[1].get(cls.__qualname__)
-    if not candidates:
-        return None
-    span = _defining_span(cls, candidates)
-    return "".join(lines[span[0] - 1:span[1]]), path, span[0]
-
-
-def _defining_span(cls: type, spans: list[tuple[int, int]]) -> tuple[int, int]:
-    """Of several definitions of one class name (``try``/``except`` fallbacks, ``if``/``else`` variants), the one
-    the class object came from: the span holding its methods' first lines (else the last one)."""
-    if len(spans) == 1:
-        return spans[0]
-    for member in vars(cls).values():
-        code = getattr(_unwrap_method(member), "__code__", None)
-        if code is not None:
-            line = code.co_firstlineno
-            for span in spans:
-                if span[0] <= line <= span[1]:
-                    return span
-    return max(spans)
 
 
 def _class_facts(cls: type) -> _Facts | None:
@@ -923,8 +329,6 @@ def _class_facts(cls: type) -> _Facts | None:
 
 
 def _short_preview(value: Any) -> str:
-    from slothflow.model._value import preview  # _value imports this module
-
     return preview(value)
 
 
@@ -938,12 +342,6 @@ def _function_name(func: types.FunctionType) -> str:
     wrapper, but not its code object's."""
     module = func.__globals__.get("__name__") if isinstance(func.__globals__, dict) else None
     return f"{module or func.__module__}.{func.__code__.co_qualname}"
-
-
-def _unwrap_method(value: Any) -> Any:
-    if isinstance(value, staticmethod | classmethod):
-        return value.__func__
-    return value
 
 
 class _CodeWalk:

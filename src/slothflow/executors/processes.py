@@ -1,96 +1,45 @@
-"""The processes executor: a pool of worker processes, for CPU-bound Python tasks.
+"""The processes executor: worker processes of our own, for CPU-bound Python tasks.
 
-Workers are started with ``spawn`` (safe in a multi-threaded scheduler). A task whose module can be
-imported by name is sent as a reference; one defined in ``__main__``, a notebook or ``exec`` travels by
-value through cloudpickle. Arguments go by cloudpickle; a result is pickled in the worker, so a result that
-cannot cross processes fails the job with a :class:`~slothflow.SerializationError` naming the task.
+Each slot is a *lane*: a daemon thread in the scheduler's process that feeds one worker process through a
+pipe. Workers start with ``spawn`` (safe in a multi-threaded scheduler), are reused from job to job, and
+ignore SIGINT: Ctrl-C reaches the scheduler, which cancels. Cancelling a running job (Ctrl-C, a
+``timeout``) kills its worker; the lane starts a fresh one for its next job. A worker that dies on its own
+(``os._exit``, out of memory) fails its job with an :class:`~slothflow.ExecutorError`.
+
+Jobs travel by :mod:`slothflow.executors._wire`: the called task's own body, with the user's modules by
+value, so a worker runs the code the scheduler hashed, with the options given at the call site.
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
-import importlib
-import importlib.util
 import multiprocessing
 import os
-import pickle
+import signal
 import sys
+import threading
 from collections.abc import Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
-from typing import Any
+from multiprocessing.connection import Connection
+from typing import Any, ClassVar
 
 from slothflow._errors import ExecutorError, SerializationError
-from slothflow.executors.base import Done, Executor, JobSpec, Outcome, format_task_traceback, report_safely
-from slothflow.model._serialize import wire_dumps, wire_loads
+from slothflow.executors import _wire
+from slothflow.executors.base import Done, Executor, JobSpec, Outcome, report_safely
+
+START_METHODS = ("spawn", "forkserver", "fork")
+_starting = threading.Lock()  # one worker start at a time: ``_main_without_missing_file`` edits __main__
 
 
-def _import_task_module(module_name: str, module_file: str | None) -> None:
-    """Import the module that defines a task, by name, or from its file when the name is not importable."""
-    if module_name in sys.modules:
-        return
-    try:
-        importlib.import_module(module_name)
-        return
-    except ModuleNotFoundError:
-        if not module_file:
-            raise
-    spec = importlib.util.spec_from_file_location(module_name, module_file)
-    if spec is None or spec.loader is None:
-        raise ExecutorError(f"cannot load module {module_name} from {module_file} in a worker process")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[module_name] = module
-    spec.loader.exec_module(module)
-
-
-def _resolve(payload: bytes) -> tuple[Any, tuple[Any, ...], dict[str, Any]]:
-    kind, target, args, kwargs = wire_loads(payload)
-    if kind == "ref":
-        module_name, task_name, module_file = target
-        _import_task_module(module_name, module_file)
-        from slothflow.model._task import get_task_registry
-
-        task = get_task_registry().get(task_name)
-        if task is None:
-            raise ExecutorError(f"task {task_name} not found after importing {module_name} in a worker process")
-        return task.run_func, args, kwargs
-    return target, args, kwargs
-
-
-def _dump_error(exc: BaseException) -> bytes:
-    """Pickle a task's exception so that the scheduler can load it, or a stand-in that keeps its message.
-
-    Some exceptions pickle but cannot be unpickled (an ``__init__`` with other arguments than ``args``);
-    they are checked here, where the failure can still be explained.
-    """
-    try:
-        data = wire_dumps(exc)
-        pickle.loads(data)
-        return data
-    except Exception as problem:
-        stand_in = RuntimeError(
-            f"{type(exc).__module__}.{type(exc).__qualname__}: {exc} (the original exception could not be "
-            f"sent back from the worker process: {problem})"
-        )
-        return wire_dumps(stand_in)
-
-
-def _work(job_id: str, task_name: str, payload: bytes) -> tuple[str, bool, bytes, str]:
-    """Runs in the worker: returns (job_id, ok, pickled result or error, traceback text)."""
-    try:
-        func, args, kwargs = _resolve(payload)
-        result = func(*args, **kwargs)
-    except BaseException as exc:  # SystemExit too: the worker must report, not die
-        return job_id, False, _dump_error(exc), format_task_traceback(exc)
-    try:
-        return job_id, True, wire_dumps(result), ""
-    except Exception as exc:
-        err = SerializationError(
-            f"the result of task {task_name} ({type(result).__qualname__}) cannot be sent back from a worker "
-            f"process: {exc}. Return picklable data, or run the task with executor='threads'.",
-            task_name=task_name,
-        )
-        return job_id, False, wire_dumps(err), ""
+def _worker_main(conn: Connection) -> None:
+    """A worker process: run jobs from the pipe until it closes."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    while True:
+        try:
+            data = conn.recv_bytes()
+        except (EOFError, OSError):
+            return
+        conn.send_bytes(_wire.run_wire_job(data))
 
 
 @contextlib.contextmanager
@@ -109,88 +58,135 @@ def _main_without_missing_file() -> Iterator[None]:
         main.__file__ = path
 
 
+class _Job:
+    __slots__ = ("spec", "done", "payload", "cancelled")
+
+    def __init__(self, spec: JobSpec, done: Done, payload: bytes) -> None:
+        self.spec, self.done, self.payload, self.cancelled = spec, done, payload, False
+
+
+class _Lane:
+    """One slot: a worker process (started on first use) and the job it runs."""
+
+    def __init__(self) -> None:
+        self.process: Any = None
+        self.conn: Connection | None = None
+        self.job: _Job | None = None
+
+    def kill(self) -> None:
+        process, conn, self.process, self.conn = self.process, self.conn, None, None
+        if process is not None and process.is_alive():
+            process.kill()
+        if conn is not None:
+            conn.close()
+        if process is not None:
+            process.join(timeout=5)
+
+
 class ProcessExecutor(Executor):
+    config_schema: ClassVar[dict[str, Any]] = {"max_workers": "positive_int", "start_method": START_METHODS}
+    remote: ClassVar[bool] = True
+
     def __init__(self, name: str, config: dict[str, Any] | None = None) -> None:
         super().__init__(name, config)
         self.max_workers = int(self.config.get("max_workers", multiprocessing.cpu_count() or 2))
         self.start_method = str(self.config.get("start_method", "spawn"))
-        self._pool: ProcessPoolExecutor | None = None
-        self._broken = False
-
-    def start(self) -> None:
-        if self._pool is None:
-            ctx = multiprocessing.get_context(self.start_method)
-            self._pool = ProcessPoolExecutor(self.max_workers, mp_context=ctx)
+        self._lock = threading.Condition()
+        self._queue: collections.deque[_Job] = collections.deque()
+        self._lanes: list[_Lane] = []
+        self._idle = 0
+        self._closed = False
 
     def submit(self, spec: JobSpec, done: Done) -> None:
         try:
-            payload = self._payload(spec)
-        except Exception as exc:
-            error = SerializationError(
-                f"the arguments of task {spec.task_name} cannot be sent to a worker process: {exc}",
-                task_name=spec.task_name,
-            )
+            payload = _wire.dump_job(spec)
+        except SerializationError as error:
             done(Outcome(spec.job_id, False, error=error))
             return
-        future: Future[tuple[str, bool, bytes, str]] | None = None
-        for attempt in range(2):
-            if self._pool is None or self._broken:
-                self._restart()
-            assert self._pool is not None
-            try:
-                with _main_without_missing_file():
-                    future = self._pool.submit(_work, spec.job_id, spec.task_name, payload)
-                break
-            except (BrokenProcessPool, RuntimeError) as exc:
-                # A worker died earlier (os._exit, out of memory): the pool is unusable; start a new one.
-                self._broken = True
-                if attempt == 1:
-                    done(Outcome(spec.job_id, False, error=ExecutorError(
-                        f"cannot start {spec.task_name} in a worker process: {exc}", spec.task_name, self.name)))
-                    return
-        assert future is not None
+        with self._lock:
+            self._closed = False
+            self._queue.append(_Job(spec, done, payload))
+            if self._idle:
+                self._lock.notify()
+            elif len(self._lanes) < self.max_workers:
+                lane = _Lane()
+                self._lanes.append(lane)
+                threading.Thread(target=self._serve, args=(lane,), daemon=True,
+                                 name=f"slothflow-{self.name}-lane{len(self._lanes)}").start()
 
-        def _outcome(fut: Future[tuple[str, bool, bytes, str]]) -> Outcome:
-            try:
-                job_id, ok, data, tb = fut.result()
-            except BrokenProcessPool as exc:
-                self._broken = True
-                return Outcome(spec.job_id, False, error=ExecutorError(
-                    f"a worker process died while running {spec.task_name}: {exc}", spec.task_name, self.name))
-            try:
-                value = wire_loads(data)
-            except Exception as exc:
-                return Outcome(spec.job_id, False, error=SerializationError(
-                    f"the result of task {spec.task_name} could not be loaded: {exc}", spec.task_name))
-            if ok:
-                return Outcome(job_id, True, value)
-            return Outcome(job_id, False, error=value, traceback=tb)
+    def _start_worker(self, lane: _Lane) -> None:
+        ctx: Any = multiprocessing.get_context(self.start_method)
+        parent, child = ctx.Pipe()
+        process = ctx.Process(target=_worker_main, args=(child,), daemon=True,
+                              name=f"slothflow-{self.name}-worker")
+        with _starting, _main_without_missing_file():
+            process.start()
+        child.close()
+        lane.process, lane.conn = process, parent
 
-        what = f"process executor {self.name!r} lost {spec.task_name}"
-        future.add_done_callback(lambda fut: report_safely(done, spec.job_id, lambda: _outcome(fut), what))
+    def _serve(self, lane: _Lane) -> None:
+        while True:
+            with self._lock:
+                while not self._queue and not self._closed:
+                    self._idle += 1
+                    self._lock.wait()
+                    self._idle -= 1
+                if not self._queue:
+                    self._lanes.remove(lane)
+                    break
+                job = lane.job = self._queue.popleft()
+            report_safely(lambda outcome: self._deliver(lane, job, outcome), job.spec.job_id,  # noqa: B023
+                          lambda: self._run(lane, job),  # noqa: B023
+                          f"process executor {self.name!r} lost {job.spec.task_name}")
+        lane.kill()
 
-    def _restart(self) -> None:
-        old, self._pool = self._pool, None
-        if old is not None:
-            old.shutdown(wait=False, cancel_futures=True)
-        self._broken = False
-        self.start()
+    def _run(self, lane: _Lane, job: _Job) -> Outcome:
+        try:
+            if lane.process is None or not lane.process.is_alive():
+                lane.kill()
+                self._start_worker(lane)
+            assert lane.conn is not None
+            lane.conn.send_bytes(job.payload)
+            data = lane.conn.recv_bytes()
+        except (EOFError, OSError, BrokenPipeError) as exc:
+            code = lane.process.exitcode if lane.process is not None else None
+            lane.kill()
+            if job.cancelled:
+                return Outcome(job.spec.job_id, False, error=ExecutorError("cancelled", job.spec.task_name))
+            return Outcome(job.spec.job_id, False, error=ExecutorError(
+                f"the worker process running {job.spec.task_name} died (exit code {code}): {exc or 'pipe closed'}",
+                job.spec.task_name, self.name))
+        return _wire.load_outcome(data, job.spec)
 
-    @staticmethod
-    def _payload(spec: JobSpec) -> bytes:
-        module = spec.task_module
-        qualname = getattr(spec.func, "__qualname__", "")
-        if module and module != "__main__" and module in sys.modules and "<locals>" not in qualname:
-            # A task defined at module level: the worker imports its module and finds it by name.
-            module_file = getattr(sys.modules[module], "__file__", None)
-            try:
-                return wire_dumps(("ref", (module, spec.task_name, module_file), spec.args, spec.kwargs))
-            except pickle.PicklingError:
-                pass
-        # Defined in __main__, a notebook, exec or inside a function: the function travels by value.
-        return wire_dumps(("func", spec.func, spec.args, spec.kwargs))
+    def _deliver(self, lane: _Lane, job: _Job, outcome: Outcome) -> None:
+        with self._lock:
+            lane.job = None
+            cancelled = job.cancelled
+        if not cancelled:
+            job.done(outcome)
 
-    def stop(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
+    def cancel(self, job_id: str) -> bool:
+        with self._lock:
+            for job in self._queue:
+                if job.spec.job_id == job_id:
+                    self._queue.remove(job)
+                    return True
+            for lane in self._lanes:
+                if lane.job is not None and lane.job.spec.job_id == job_id:
+                    lane.job.cancelled = True
+                    if lane.process is not None and lane.process.is_alive():
+                        lane.process.kill()  # the lane sees the pipe close and starts a fresh worker
+                    return True
+        return False
+
+    def shutdown(self, cancel: bool = False) -> None:
+        with self._lock:
+            self._closed = True
+            if cancel:
+                self._queue.clear()
+                for lane in self._lanes:
+                    if lane.job is not None:
+                        lane.job.cancelled = True
+                        if lane.process is not None and lane.process.is_alive():
+                            lane.process.kill()
+            self._lock.notify_all()

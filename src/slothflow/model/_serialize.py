@@ -1,4 +1,4 @@
-"""Turning values into bytes: for the store (stable pickle) and for worker processes (cloudpickle).
+"""Turning values into bytes for the store (how jobs travel to workers is :mod:`slothflow.executors._wire`).
 
 Stored values use the standard pickle at a fixed protocol. Expressions inside a value (a task body that
 returned ``step(step(...))``) are written as a flat table of nodes, children first, so that deeply nested
@@ -10,8 +10,6 @@ from __future__ import annotations
 import io
 import pickle
 from typing import Any
-
-import cloudpickle
 
 from slothflow._errors import SerializationError
 from slothflow.model._expression import Expression, iter_expressions
@@ -106,12 +104,3 @@ def loads(data: bytes) -> Any:
     for _ in range(count):
         unpickler.built.append(unpickler.load())
     return unpickler.load()
-
-
-def wire_dumps(obj: Any) -> bytes:
-    """Serialize for another process of the same Python: functions from __main__ travel by value."""
-    return cloudpickle.dumps(obj, protocol=PROTOCOL)
-
-
-def wire_loads(data: bytes) -> Any:
-    return pickle.loads(data)

@@ -53,8 +53,9 @@ class Dispatch:
             return
         task = job.task
         ba = inspect.BoundArguments(task.signature, collections.OrderedDict(job.arguments))
-        spec = JobSpec(job.id, task.fullname, task.run_func, ba.args, ba.kwargs,
-                       dict(job.opts.executor_options), task.__module__)
+        opts = job.opts
+        spec = JobSpec(job.id, task.fullname, task.run_func, ba.args, ba.kwargs, dict(opts.executor_options),
+                       task.__module__, dict(opts.resources), opts.timeout, task.hash)
         self._enqueue(job, spec)
 
     def _enqueue(self, job: Job, spec: JobSpec) -> None:
@@ -116,7 +117,7 @@ class Dispatch:
                     f"task {job.task.fullname} asks for executor {job.executor!r}, which is not configured "
                     f"(known: {known})", job.task.fullname, job.executor))
                 continue
-            capacity = max(1, executor.max_workers)
+            capacity = executor.capacity
             slots = _slots(job)
             if slots > capacity:
                 self._fail(job, ExecutorError(
@@ -179,7 +180,7 @@ class Dispatch:
         executor = run.scheduler.executors[job.executor]
         self.slots_used[executor.name] -= _slots(job)
         queued = self.exec_queue[executor.name]
-        capacity = max(1, executor.max_workers)
+        capacity = executor.capacity
         while queued and not self._stopping() and self.slots_used[executor.name] + _slots(queued[0][0]) <= capacity:
             run.stats.pending -= 1
             self._submit(executor, *queued.popleft())
@@ -236,10 +237,9 @@ class Dispatch:
 
     def _cancel_on_executor(self, job: Job, submission_id: str) -> None:
         executor = self.run.scheduler.executors.get(job.executor)
-        cancel = getattr(executor, "cancel", None)
-        if cancel is not None:
+        if executor is not None:
             try:
-                cancel(submission_id)
+                executor.cancel(submission_id)
             except Exception:  # the job may have just finished; its late outcome is discarded anyway
                 pass
 

@@ -192,3 +192,93 @@ def test_bad_option_values_are_errors_naming_the_option(tmp_path: Path, option: 
             sched.run(bad())
     finally:
         sched.close()
+
+
+def _most_at_once(tmp_path: Path, namespace: str, options: dict[str, object], **executor: object) -> int:
+    running = 0
+    most = 0
+    lock = threading.Lock()
+
+    @task(namespace=namespace, **options)
+    def hungry(i: int) -> int:
+        nonlocal running, most
+        with lock:
+            running += 1
+            most = max(most, running)
+        time.sleep(0.15)
+        with lock:
+            running -= 1
+        return i
+
+    sched = _scheduler(tmp_path, **executor)
+    try:
+        assert sched.run([hungry(i) for i in range(6)]) == list(range(6))
+    finally:
+        sched.close()
+    return most
+
+
+def test_memory_counts_against_what_the_executor_has(tmp_path: Path) -> None:
+    # 8 slots, but 10 GB shared by jobs asking 4 GB each: at most two at once.
+    assert _most_at_once(tmp_path, "mem_share", {"memory": 4}, max_workers=8, memory=10) == 2
+
+
+def test_gpus_count_against_the_executors_gpus(tmp_path: Path) -> None:
+    assert _most_at_once(tmp_path, "gpu_share", {"gpus": 1}, max_workers=8, gpus=3) == 3
+
+
+@pytest.mark.parametrize(("option", "executor", "message"), [
+    ({"gpus": 1}, {}, "gpus=1, more than executor 'default' has \\(0\\)"),
+    ({"memory": 64}, {"memory": 8}, "memory=64, more than executor 'default' has \\(8\\)"),
+])
+def test_a_resource_the_executor_lacks_fails_the_call_naming_it(
+    tmp_path: Path, option: dict[str, object], executor: dict[str, object], message: str
+) -> None:
+    @task(namespace=f"lacks_{next(iter(option))}", **option)
+    def needy() -> int:
+        return 1
+
+    sched = _scheduler(tmp_path, max_workers=2, **executor)
+    try:
+        with pytest.raises(ExecutorError, match=message):
+            sched.run(needy())
+    finally:
+        sched.close()
+
+
+def test_timeout_is_honoured_by_the_inline_executor(tmp_path: Path) -> None:
+    """Inline runs the body in the scheduler's thread and cannot stop it: a late result still fails."""
+
+    @task(timeout=0.2, namespace="timeout_inline")
+    def late() -> int:
+        time.sleep(0.5)
+        return 1
+
+    sched = Scheduler(config={"backend": {"db_uri": f"sqlite:///{tmp_path / 'db.sqlite'}"},
+                              "executors.default": {"type": "inline"}})
+    try:
+        with pytest.raises(TaskTimeoutError, match="timeout_inline.late"):
+            sched.run(late())
+    finally:
+        sched.close()
+    assert _job_statuses(tmp_path, "timeout_inline.late") == ["failed"]
+
+
+def test_timeout_kills_a_process_worker(tmp_path: Path) -> None:
+    sched = Scheduler(config={"backend": {"db_uri": f"sqlite:///{tmp_path / 'db.sqlite'}"},
+                              "executors.default": {"type": "processes", "max_workers": 1}})
+    try:
+        started = time.monotonic()
+        with pytest.raises(TaskTimeoutError, match="timeout_proc._sleeper"):
+            sched.run(_sleeper.options(timeout=1.0)(60))
+        assert time.monotonic() - started < 30
+        # The slot is free again: the next call runs at once on a fresh worker.
+        assert sched.run(_sleeper(0)) == 0
+    finally:
+        sched.close()
+
+
+@task(namespace="timeout_proc")
+def _sleeper(seconds: float) -> float:
+    time.sleep(seconds)
+    return seconds

@@ -12,6 +12,7 @@ executor in :attr:`Executor.options`; the scheduler rejects options nobody decla
 
 from __future__ import annotations
 
+import os
 import traceback
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -95,6 +96,24 @@ def format_task_traceback(exc: BaseException) -> str:
     return "".join(traceback.format_exception(type(exc), exc, tb))
 
 
+def machine_memory_gb() -> float:
+    """This machine's physical memory in GB (what local jobs' ``memory`` requests share by default)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    except (ValueError, OSError, AttributeError):
+        return 0.0
+
+
+def local_resources(config: dict[str, Any]) -> dict[str, float]:
+    """Memory and GPUs of a local executor: from its config (``memory`` in GB, ``gpus``), else the machine's
+    memory and no GPUs."""
+    found = {"memory": float(config.get("memory") or machine_memory_gb())}
+    gpus = float(config.get("gpus") or 0)
+    if gpus:
+        found["gpus"] = gpus
+    return found
+
+
 class Executor(ABC):
     """Runs jobs somewhere and reports their outcomes.
 
@@ -105,7 +124,9 @@ class Executor(ABC):
 
     #: Task options this executor understands beyond the scheduler's own (e.g. Slurm's ``partition``).
     options: ClassVar[frozenset[str]] = frozenset()
-    #: Keys of an ``[executors.NAME]`` config section this executor reads (besides ``type``), with their type.
+    #: Keys of an ``[executors.NAME]`` config section this executor reads (besides ``type``), each with its
+    #: kind: ``"positive_int"``, ``"non_negative_int"``, ``"positive_number"``, ``"str"``, ``"bool"``, or a
+    #: tuple of the allowed values. Any other key in the section is an error.
     config_schema: ClassVar[dict[str, Any]] = {}
     #: Whether jobs leave the scheduler's process (their arguments and results are then serialized).
     remote: ClassVar[bool] = False
@@ -121,6 +142,13 @@ class Executor(ABC):
         """How many slots run at once (a job asking for ``vcpus=4`` takes four); the scheduler never
         submits more."""
         return max(1, int(self.max_workers))
+
+    def resources(self) -> dict[str, float]:
+        """What jobs' ``memory`` (GB) and ``gpus`` requests count against, beyond the slots of
+        :attr:`capacity`. A resource missing here is one the executor does not have: asking for it fails
+        the job with an error naming the option. Executors that place jobs elsewhere (a cluster) report
+        what one job may ask for at most."""
+        return {}
 
     def start(self) -> None:  # noqa: B027 (an optional hook)
         """Acquire resources (pools, clients); called before the first submit of a run."""

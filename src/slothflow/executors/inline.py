@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
-from slothflow.executors.base import Done, Executor, JobSpec, run_job
+from typing import Any, ClassVar
+
+from slothflow.executors.base import Done, Executor, JobSpec, local_resources, run_job
 
 
 class InlineExecutor(Executor):
+    """Runs jobs locally; ``memory`` (GB) and ``gpus`` requests share what the config declares
+    (``memory`` defaults to the machine's, ``gpus`` to none)."""
+
+    def resources(self) -> dict[str, float]:
+        return local_resources(self.config)
+
     max_workers = 1
+    config_schema: ClassVar[dict[str, Any]] = {"memory": "positive_number", "gpus": "non_negative_int"}
 
     def submit(self, spec: JobSpec, done: Done) -> None:
         done(run_job(spec))

@@ -25,7 +25,7 @@ from typing import Any, ClassVar
 
 from slothflow._errors import ExecutorError, SerializationError
 from slothflow.executors import _wire
-from slothflow.executors.base import Done, Executor, JobSpec, Outcome, report_safely
+from slothflow.executors.base import Done, Executor, JobSpec, Outcome, local_resources, report_safely
 
 START_METHODS = ("spawn", "forkserver", "fork")
 _starting = threading.Lock()  # one worker start at a time: ``_main_without_missing_file`` edits __main__
@@ -84,7 +84,15 @@ class _Lane:
 
 
 class ProcessExecutor(Executor):
-    config_schema: ClassVar[dict[str, Any]] = {"max_workers": "positive_int", "start_method": START_METHODS}
+    """Runs jobs locally; ``memory`` (GB) and ``gpus`` requests share what the config declares
+    (``memory`` defaults to the machine's, ``gpus`` to none)."""
+
+    def resources(self) -> dict[str, float]:
+        return local_resources(self.config)
+
+    config_schema: ClassVar[dict[str, Any]] = {
+        "max_workers": "positive_int", "start_method": START_METHODS, "memory": "positive_number",
+        "gpus": "non_negative_int"}
     remote: ClassVar[bool] = True
 
     def __init__(self, name: str, config: dict[str, Any] | None = None) -> None:

@@ -12,7 +12,7 @@ import collections
 import threading
 from typing import Any, ClassVar
 
-from slothflow.executors.base import Done, Executor, JobSpec, report_safely, run_job
+from slothflow.executors.base import Done, Executor, JobSpec, local_resources, report_safely, run_job
 
 
 class _Entry:
@@ -23,7 +23,14 @@ class _Entry:
 
 
 class ThreadExecutor(Executor):
-    config_schema: ClassVar[dict[str, Any]] = {"max_workers": "positive_int"}
+    """Runs jobs locally; ``memory`` (GB) and ``gpus`` requests share what the config declares
+    (``memory`` defaults to the machine's, ``gpus`` to none)."""
+
+    def resources(self) -> dict[str, float]:
+        return local_resources(self.config)
+
+    config_schema: ClassVar[dict[str, Any]] = {
+        "max_workers": "positive_int", "memory": "positive_number", "gpus": "non_negative_int"}
 
     def __init__(self, name: str, config: dict[str, Any] | None = None) -> None:
         super().__init__(name, config)

@@ -1,7 +1,8 @@
 """Dispatch: jobs that must run go to their executors, within named ``limits`` and each executor's capacity.
 
 The scheduler, not the executor, holds jobs beyond an executor's capacity: "running" then means running, and
-an executor for other machines is never flooded. A job asking for ``vcpus=4`` takes four slots. Failed
+an executor for other machines is never flooded. A job asking for ``vcpus=4`` takes four slots, and
+``memory`` (GB) and ``gpus`` count against what the executor declares it has (:meth:`Executor.resources`). Failed
 attempts are retried (``retries``, waiting ``retry_delay`` seconds, times ``retry_backoff`` per further
 attempt); an attempt that outlives ``timeout`` seconds is cancelled on its executor (a process is killed, a
 thread abandoned) and fails with :class:`~slothflow.TaskTimeoutError`. Neither a failed nor a timed-out
@@ -35,7 +36,7 @@ class Dispatch:
         self.waiting_limits: collections.deque[tuple[Job, JobSpec]] = collections.deque()
         self.limits_used: dict[str, int] = collections.defaultdict(int)
         self.in_flight: dict[str, tuple[Job, JobSpec]] = {}  # submission id -> (job, spec)
-        self.slots_used: dict[str, int] = collections.defaultdict(int)
+        self.used: dict[str, dict[str, float]] = collections.defaultdict(lambda: collections.defaultdict(float))
         self.exec_queue: dict[str, collections.deque[tuple[Job, JobSpec]]] = collections.defaultdict(
             collections.deque
         )
@@ -117,15 +118,17 @@ class Dispatch:
                     f"task {job.task.fullname} asks for executor {job.executor!r}, which is not configured "
                     f"(known: {known})", job.task.fullname, job.executor))
                 continue
-            capacity = executor.capacity
-            slots = _slots(job)
-            if slots > capacity:
+            have = _totals(executor)
+            need = _needs(job)
+            too_much = [k for k, n in need.items() if n > have.get(k, 0.0)]
+            if too_much:
+                kind = too_much[0]
                 self._fail(job, ExecutorError(
-                    f"task {job.task.fullname} asks for vcpus={job.opts.resources.get('vcpus')}, more than executor "
-                    f"{executor.name!r} has ({capacity}); lower vcpus or raise max_workers", job.task.fullname,
-                    executor.name))
+                    f"task {job.task.fullname} asks for {kind}={_show(need[kind])}, more than executor "
+                    f"{executor.name!r} has ({_show(have.get(kind, 0.0))}); lower {kind}, or declare more in "
+                    f"[executors.{executor.name}] ({_CONFIG_KEY[kind]} = ...)", job.task.fullname, executor.name))
                 continue
-            if self.slots_used[executor.name] + slots > capacity:
+            if not _fits(self.used[executor.name], need, have):
                 job.status = "queued"
                 self.exec_queue[executor.name].append((job, spec))
                 run.stats.pending += 1
@@ -138,7 +141,9 @@ class Dispatch:
         job.started = time.time()
         spec.job_id = f"{job.id}.{job.attempt}"
         self.in_flight[spec.job_id] = (job, spec)
-        self.slots_used[executor.name] += _slots(job)
+        used = self.used[executor.name]
+        for kind, n in _needs(job).items():
+            used[kind] += n
         if job.opts.timeout is not None:
             heapq.heappush(self.deadlines, (time.monotonic() + job.opts.timeout, spec.job_id))
         run.stats.running += 1
@@ -178,10 +183,12 @@ class Dispatch:
         run = self.run
         run.stats.running -= 1
         executor = run.scheduler.executors[job.executor]
-        self.slots_used[executor.name] -= _slots(job)
+        used = self.used[executor.name]
+        for kind, n in _needs(job).items():
+            used[kind] -= n
         queued = self.exec_queue[executor.name]
-        capacity = executor.capacity
-        while queued and not self._stopping() and self.slots_used[executor.name] + _slots(queued[0][0]) <= capacity:
+        have = _totals(executor)
+        while queued and not self._stopping() and _fits(used, _needs(queued[0][0]), have):
             run.stats.pending -= 1
             self._submit(executor, *queued.popleft())
         if job.limits:
@@ -193,6 +200,11 @@ class Dispatch:
             return
         job, spec = entry
         self._free(job, spec)
+        timeout = job.opts.timeout
+        if timeout is not None and time.time() - job.started > timeout:
+            # Finished, but late: an executor that cannot stop a job (inline) still honours the limit.
+            self._attempt_failed(job, spec, self._timeout_error(job), "")
+            return
         if outcome.ok:
             job.status = "ran"
             self.run.evaluator.reduced(job, outcome.value, computed=True)
@@ -220,11 +232,14 @@ class Dispatch:
             job, spec = entry
             self._cancel_on_executor(job, sid)
             self._free(job, spec)
-            timeout = job.opts.timeout or 0.0
-            error = TaskTimeoutError(
-                f"task {job.task.fullname} timed out after {timeout:g} s (attempt {job.attempt}); "
-                "raise timeout= or make the task faster", task_name=job.task.fullname, timeout=timeout)
-            self._attempt_failed(job, spec, error, "")
+            self._attempt_failed(job, spec, self._timeout_error(job), "")
+
+    @staticmethod
+    def _timeout_error(job: Job) -> TaskTimeoutError:
+        timeout = job.opts.timeout or 0.0
+        return TaskTimeoutError(
+            f"task {job.task.fullname} timed out after {timeout:g} s (attempt {job.attempt}); "
+            "raise timeout= or make the task faster", task_name=job.task.fullname, timeout=timeout)
 
     def _retry_due(self) -> None:
         now = time.monotonic()
@@ -261,6 +276,26 @@ class Dispatch:
         return cut
 
 
-def _slots(job: Job) -> int:
-    vcpus = job.opts.resources.get("vcpus")
-    return max(1, math.ceil(vcpus)) if vcpus else 1
+_CONFIG_KEY = {"vcpus": "max_workers", "memory": "memory", "gpus": "gpus"}
+
+
+def _totals(executor: Executor) -> dict[str, float]:
+    return {"vcpus": float(executor.capacity), **executor.resources()}
+
+
+def _needs(job: Job) -> dict[str, float]:
+    """What one attempt takes from its executor: ``vcpus`` whole slots (at least one), memory, gpus."""
+    res = job.opts.resources
+    need = {"vcpus": float(max(1, math.ceil(res.get("vcpus") or 1)))}
+    for kind in ("memory", "gpus"):
+        if res.get(kind):
+            need[kind] = float(res[kind])
+    return need
+
+
+def _fits(used: dict[str, float], need: dict[str, float], have: dict[str, float]) -> bool:
+    return all(used[k] + n <= have.get(k, 0.0) + 1e-9 for k, n in need.items())
+
+
+def _show(n: float) -> str:
+    return f"{n:g}"

@@ -22,7 +22,7 @@ import pathlib
 import sys
 import types
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, cast
 
 from slothflow._errors import NestingError
 
@@ -68,7 +68,7 @@ def iter_leaves(value: Any, is_leaf: Leaf, root: str = "value", max_depth: int =
         if leaf(obj):
             yield obj
             continue
-        kind = _kind(type(obj))
+        kind = _kind(cast(Any, type(obj)))
         if kind is None:
             continue
         oid = id(obj)
@@ -113,7 +113,7 @@ def transform(
     obj, key = value, None
     while True:
         # Settle ``obj`` now, or open a frame for it.
-        cls = type(obj)
+        cls: Any = type(obj)
         if cls in _ATOMS:
             result = obj
         elif leaf(obj):
@@ -192,7 +192,7 @@ def _predicate(is_leaf: Leaf) -> Callable[[Any], bool]:
 
 
 @functools.lru_cache(maxsize=4096)  # a class's kind never changes; bounded, so redefined classes age out
-def _kind(cls: type) -> int | None:
+def _kind(cls: Any) -> int | None:
     exact = _EXACT.get(cls)
     if exact is not None:
         return exact
@@ -246,7 +246,7 @@ def _is_user_module(module_name: str | None) -> bool:
 
 
 @functools.lru_cache(maxsize=1024)
-def _slot_names(cls: type) -> tuple[str, ...]:
+def _slot_names(cls: Any) -> tuple[str, ...]:
     names: list[str] = []
     for c in cls.__mro__:
         slots = vars(c).get("__slots__", ())
@@ -280,7 +280,7 @@ def _children(obj: Any, kind: int) -> list[tuple[Any, Any]]:
     else:
         state = getattr(obj, "__dict__", None)
         pairs = list(state.items()) if isinstance(state, dict) else []
-        names = _slot_names(type(obj))
+        names = _slot_names(cast(Any, type(obj)))
         for name in names:
             v = getattr(obj, name, _MISSING)
             if v is not _MISSING:
@@ -346,7 +346,7 @@ def _shallow_copy(obj: Any) -> Any:
     except Exception:
         new = obj
     if new is obj:
-        cls = type(obj)
+        cls: Any = type(obj)
         new = cls.__new__(cls)
         state = getattr(obj, "__dict__", None)
         if isinstance(state, dict):
@@ -392,6 +392,6 @@ def _fail(obj: Any, kind: int, key: Any, chain: list[tuple[Any, int, Any]], root
     target = format_path(keys[:at], root)
     raise NestingError(
         f"{root} contains itself: {here} is {target} again (a {type(obj).__qualname__} inside itself), "
-        "and a value with a cycle has no hash: break the cycle, or give the type a __slothflow_hash__",
+        "and a value with a cycle has no hash: break the cycle",
         path=here, kind="cycle",
     )

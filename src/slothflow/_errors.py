@@ -8,6 +8,7 @@ to do about it::
     ├── TaskDefinitionError      a @task declaration is invalid (bad name, option, config_args ...)
     ├── TaskLookupError          a task name is unknown (CLI, deserialized expression)
     ├── ExpressionError          misuse of a lazy expression (bool(), iteration without nout, bad call arguments)
+    ├── NestingError             a value contains itself or is nested too deeply (names task and argument)
     ├── HashingError             a value cannot be hashed deterministically (names task and argument)
     │   └── FileAccessError      a file or remote object cannot be read (names the path)
     │       └── MissingFileError an input file, or a file a task returned, does not exist
@@ -149,3 +150,25 @@ class TaskTimeoutError(SlothflowError, TimeoutError):
 
     def __reduce__(self) -> tuple[object, ...]:
         return (type(self), (str(self), self.task_name, self.timeout))
+
+
+class NestingError(SlothflowError, ValueError):
+    """A value contains itself (a cycle) or is nested deeper than slothflow walks; names where, and, when the
+    scheduler knows them, the task and argument."""
+
+    def __init__(
+        self,
+        message: str,
+        path: str = "",
+        kind: str = "cycle",
+        task_name: str | None = None,
+        argument: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.path = path
+        self.kind = kind  # "cycle" or "depth"
+        self.task_name = task_name
+        self.argument = argument
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (str(self), self.path, self.kind, self.task_name, self.argument))

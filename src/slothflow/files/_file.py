@@ -19,8 +19,7 @@ from typing import IO, Any, cast
 
 from slothflow.files import _fs
 from slothflow.hashing._encode import hash_struct
-from slothflow.model._expression import Expression
-from slothflow.model._value import Value
+from slothflow.model._value import Value, iter_values
 
 
 def normalize_path(path: str | os.PathLike[str]) -> str:
@@ -432,19 +431,8 @@ class StagingDir(_Staging):
 
 
 def iter_files(value: Any) -> Iterator[File]:
-    """Every File inside a value (lists, tuples, dicts, sets, dataclasses, Dirs, staging pairs)."""
-    stack = [value]
-    while stack:
-        v = stack.pop()
+    """Every File inside a value, as validity sees them: containers, dict keys, dataclasses, attrs, plain
+    objects, Dirs, staging pairs and expressions (see :func:`~slothflow.model._value.iter_values`)."""
+    for v in iter_values(value):
         if isinstance(v, File):
             yield v
-        elif isinstance(v, Value):
-            stack.extend(v.iter_subvalues())
-        elif isinstance(v, (list, tuple, set, frozenset)):
-            stack.extend(v)
-        elif isinstance(v, dict):
-            stack.extend(v.values())
-        elif isinstance(v, Expression):
-            stack.extend(v._children())
-        elif hasattr(v, "__dataclass_fields__") and not isinstance(v, type):
-            stack.extend(getattr(v, f) for f in v.__dataclass_fields__)

@@ -16,6 +16,7 @@ from typing import Any
 
 from slothflow._errors import MissingFileError
 from slothflow._shell import run_command
+from slothflow._walk import transform
 from slothflow.files._file import Dir, File, StagingDir, StagingFile
 from slothflow.hashing._encode import hash_struct
 from slothflow.model._task import task
@@ -28,17 +29,8 @@ _FILE_LIKE = (StagingFile, StagingDir, File, Dir)
 
 
 def _walk(value: Any, fn: Any, leaves: tuple[type, ...] = _FILE_LIKE) -> Any:
-    """Rebuild lists, tuples and dicts with ``fn`` applied to every ``leaves`` instance inside."""
-    if isinstance(value, leaves):
-        return fn(value)
-    if isinstance(value, list):
-        return [_walk(v, fn, leaves) for v in value]
-    if isinstance(value, tuple):
-        items = (_walk(v, fn, leaves) for v in value)
-        return type(value)(*items) if hasattr(value, "_fields") else tuple(items)
-    if isinstance(value, dict):
-        return {k: _walk(v, fn, leaves) for k, v in value.items()}
-    return value
+    """``value`` with ``fn`` applied to every ``leaves`` instance inside, found by the one walker."""
+    return transform(value, fn, leaves)
 
 
 class _Output(Value):

@@ -30,7 +30,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from slothflow._errors import FileAccessError, HashingError
+from slothflow._errors import FileAccessError, HashingError, NestingError
 
 HASH_ALGORITHM = "sha256"
 
@@ -80,6 +80,8 @@ def hash_value(value: Any) -> str:
         raise HashingError(
             f"cannot hash a value of type {outer} because of a part of it: {exc}", value_type=outer
         ) from exc
+    except NestingError:  # the walker met a cycle inside an expression: already typed and placed
+        raise
     except Exception as exc:  # a user's hash hook or registered hasher failed
         if not outermost:
             raise

@@ -11,12 +11,13 @@ Expressions may nest arbitrarily deep (``step(step(...step(0)))``); everything t
 
 from __future__ import annotations
 
-import dataclasses
 import operator
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from slothflow._errors import ExpressionError
+from slothflow._util import preview
+from slothflow._walk import contains, iter_leaves, transform
 from slothflow.hashing._encode import hash_struct, hash_value
 
 if TYPE_CHECKING:
@@ -274,68 +275,25 @@ def _format_args(args: tuple[Any, ...], kwargs: dict[str, Any], limit: int = 80)
 def _short_repr(value: Any) -> str:
     if isinstance(value, Expression):
         return "<expr>" if not isinstance(value, TaskExpression) else f"{value.task.name}(...)"
-    text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
+    return preview(value, 40)  # never raises, even for a value nested too deeply for repr()
 
 
 # ------------------------------------------------------------------------------------------ walking
 
-_ATOMIC = (type(None), bool, int, float, complex, str, bytes)
-
-
-def iter_expressions(value: Any) -> Iterator[Expression]:
-    """The expressions directly inside a plain structure (not inside other expressions)."""
-    stack = [value]
-    while stack:
-        v = stack.pop()
-        if isinstance(v, _ATOMIC):
-            continue
-        if isinstance(v, Expression):
-            yield v
-        elif isinstance(v, (list, tuple, set, frozenset)):
-            stack.extend(v)
-        elif isinstance(v, dict):
-            stack.extend(v.keys())
-            stack.extend(v.values())
-        elif dataclasses.is_dataclass(v) and not isinstance(v, type):
-            stack.extend(getattr(v, f.name) for f in dataclasses.fields(v))
+def iter_expressions(value: Any, root: str = "value") -> Iterator[Expression]:
+    """The expressions directly inside a structure (not inside other expressions), found by the one walker:
+    containers, dict keys, dataclasses, attrs and plain objects. Raises ``NestingError`` for a cycle."""
+    return iter_leaves(value, Expression, root)
 
 
 def contains_expression(value: Any) -> bool:
-    if isinstance(value, _ATOMIC):
-        return False
-    return next(iter_expressions(value), None) is not None
+    return contains(value, Expression)
 
 
 def substitute(value: Any, results: dict[int, Any], leaf: type = Expression) -> Any:
-    """Rebuild a structure with each ``leaf`` object ``e`` (an expression) replaced by ``results[id(e)]``."""
-    if isinstance(value, _ATOMIC):
-        return value
-    if isinstance(value, leaf):
-        return results[id(value)]
-    cls = type(value)
-    if cls is list:
-        return [substitute(v, results, leaf) for v in value]
-    if cls is tuple:
-        return tuple(substitute(v, results, leaf) for v in value)
-    if cls is dict:
-        return {substitute(k, results, leaf): substitute(v, results, leaf) for k, v in value.items()}
-    if isinstance(value, tuple) and hasattr(value, "_fields"):  # namedtuple
-        return cls(*(substitute(v, results, leaf) for v in value))
-    if isinstance(value, (set, frozenset)):
-        return cls(substitute(v, results, leaf) for v in value)
-    if isinstance(value, list):
-        return cls(substitute(v, results, leaf) for v in value)
-    if isinstance(value, dict):
-        return cls((substitute(k, results, leaf), substitute(v, results, leaf)) for k, v in value.items())
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        changes = {
-            f.name: substitute(getattr(value, f.name), results, leaf) for f in dataclasses.fields(value) if f.init
-        }
-        return dataclasses.replace(value, **changes)
-    if isinstance(value, tuple):
-        return cls(substitute(v, results, leaf) for v in value)
-    return value
+    """Rebuild a structure with each ``leaf`` object ``e`` (an expression) replaced by ``results[id(e)]``;
+    containers keep their types (a ``defaultdict`` its factory, a plain object its class)."""
+    return transform(value, lambda e: results[id(e)], leaf)
 
 
 def _hash_expressions(root: Expression) -> None:

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from typing import Any, ClassVar
 
 from slothflow._util import preview  # noqa: F401  (re-exported: its users import it from here)
+from slothflow._walk import iter_leaves
 from slothflow.hashing._encode import hash_bytes, register_hasher
 from slothflow.model._expression import Expression
 
@@ -108,28 +109,32 @@ def get_proxy(raw_type: type) -> type[ProxyValue] | None:
     return None
 
 
+def iter_values(value: Any) -> Iterator[Value]:
+    """Every ``Value`` inside ``value``, as the one walker sees it (containers, dict keys, dataclasses, attrs,
+    plain objects), then inside those Values (``iter_subvalues``) and inside expressions (a body that returned
+    ``consume(File(...))`` holds the file in its reduction). Each object is reported once."""
+    seen: dict[int, Any] = {}  # id -> object, kept alive so that an id is never reused during the walk
+    roots = [value]
+    while roots:
+        for leaf in iter_leaves(roots.pop(), (Value, Expression)):
+            if id(leaf) in seen:
+                continue
+            seen[id(leaf)] = leaf
+            if isinstance(leaf, Expression):
+                roots.append(leaf._children())
+            else:
+                yield leaf
+                roots.extend(leaf.iter_subvalues())
+
+
 def first_invalid(value: Any) -> Value | None:
-    """The first ``Value`` inside ``value`` (lists, dicts, dataclasses, ...) that reports itself invalid."""
-    stack = [value]
-    while stack:
-        v = stack.pop()
-        if isinstance(v, Value):
-            if not v.is_valid():
-                return v
-            stack.extend(v.iter_subvalues())
-        elif isinstance(v, (list, tuple, set, frozenset)):
-            stack.extend(v)
-        elif isinstance(v, dict):
-            stack.extend(v.keys())
-            stack.extend(v.values())
-        elif isinstance(v, Expression):  # a body returned `consume(File(...))`: the file is in the reduction
-            stack.extend(v._children())
-        elif hasattr(v, "__dataclass_fields__"):
-            stack.extend(getattr(v, f) for f in v.__dataclass_fields__)
+    """The first ``Value`` inside ``value`` that reports itself invalid (a file changed since recorded)."""
+    for v in iter_values(value):
+        if not v.is_valid():
+            return v
     return None
 
 
 def is_valid_value(value: Any) -> bool:
     """False when any ``Value`` inside ``value`` reports itself invalid (a file changed since recorded)."""
     return first_invalid(value) is None
-

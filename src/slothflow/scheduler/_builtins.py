@@ -7,7 +7,7 @@ import functools
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from slothflow._errors import ExpressionError, HashingError, SerializationError
+from slothflow._errors import ExpressionError, HashingError, NestingError, SerializationError
 from slothflow.hashing._encode import hash_value
 from slothflow.model._expression import Expression, SchedulerExpression, iter_expressions, substitute
 from slothflow.scheduler._job import ERROR, OK, Cell, Job
@@ -67,8 +67,12 @@ def _catch_all(ev: Evaluator, expr: SchedulerExpression, job: Job | None, cell: 
     exprs, error_class, recover = expr.args
     loop = ev.loop
     members: dict[int, Expression] = {}
-    for e in iter_expressions(exprs):
-        members.setdefault(id(e), e)
+    try:
+        for e in iter_expressions(exprs):
+            members.setdefault(id(e), e)
+    except NestingError as exc:
+        loop.fail(cell, exc)
+        return
     if not members:
         loop.resolve(cell, exprs)
         return

@@ -10,7 +10,15 @@ from __future__ import annotations
 import functools
 from typing import TYPE_CHECKING, Any
 
-from slothflow._errors import ExpressionError, FileAccessError, HashingError, SerializationError, TaskLookupError
+from slothflow._errors import (
+    ExpressionError,
+    FileAccessError,
+    HashingError,
+    NestingError,
+    SerializationError,
+    TaskLookupError,
+)
+from slothflow._walk import check_nesting
 from slothflow.hashing._encode import hash_value
 from slothflow.model._expression import (
     Expression,
@@ -48,8 +56,13 @@ class Evaluator:
         if isinstance(value, Expression):
             return self.eval_expr(value, job)
         seen: dict[int, Expression] = {}
-        for e in iter_expressions(value):
-            seen.setdefault(id(e), e)
+        try:
+            for e in iter_expressions(value):
+                seen.setdefault(id(e), e)
+        except NestingError as exc:  # a value that contains itself: fail now, never walk it forever
+            out = Cell()
+            self.loop.fail(out, exc)
+            return out
         if not seen:
             return resolved(value)
         out = Cell()
@@ -105,7 +118,12 @@ class Evaluator:
 
     def chain(self, result: Any, job: Job | None, cell: Cell) -> None:
         """Resolve ``cell`` with ``result``, evaluating it first if it holds expressions."""
-        if contains_expression(result):
+        try:
+            has_expression = contains_expression(result)
+        except NestingError as exc:
+            self.loop.fail(cell, exc)
+            return
+        if has_expression:
             self.loop.forward(self.evaluate(result, job), cell)
         else:
             self.loop.resolve(cell, result)
@@ -144,7 +162,10 @@ class Evaluator:
               cell: Cell) -> None:
         run = self.run
         if args_cell.state == ERROR:
-            self.loop.fail(cell, args_cell.value)
+            error = args_cell.value
+            if isinstance(error, NestingError) and error.task_name is None:
+                error = _nesting_error(task.fullname, unevaluated, error)
+            self.loop.fail(cell, error)
             return
         try:
             opts = run.options(task)
@@ -179,12 +200,17 @@ class Evaluator:
                 run.recorder.failed(job, type(exc)(f"the result of task {job.task.fullname}: {exc}", path=exc.path,
                                                    task_name=job.task.fullname), "", cell)
                 return
-            except (HashingError, SerializationError) as exc:
+            except (HashingError, SerializationError, NestingError) as exc:
                 run.recorder.failed(job, _result_error(job, result, exc), "", cell)
                 return
             run.store.set_evaluation(job.eval_hash, job.task.hash, job.args_hash, value_hash)
         job.reduction_hash = value_hash
-        if contains_expression(result):
+        try:
+            has_expression = contains_expression(result)
+        except NestingError as exc:
+            run.recorder.failed(job, _result_error(job, result, exc), "", cell)
+            return
+        if has_expression:
             if computed:
                 run.recorder.emit("waiting", job)  # the body returned; its result's expressions are evaluated now
             self.loop.then(self.evaluate(result, job), lambda c: self._evaluated(job, c))
@@ -199,11 +225,28 @@ class Evaluator:
             self.run.recorder.finish(job, c.value, None)
 
 
-def _result_error(job: Job, result: Any, exc: HashingError | SerializationError) -> BaseException:
+def _nesting_error(task_name: str, arguments: dict[str, Any], error: NestingError) -> NestingError:
+    """``error`` (found walking a call's arguments) as an error naming the task and the culprit argument."""
+    for name, value in arguments.items():
+        try:
+            check_nesting(value, root=name)
+        except NestingError as exc:
+            return NestingError(f"argument {name!r} of task {task_name}: {exc}", path=exc.path, kind=exc.kind,
+                                task_name=task_name, argument=name)
+    return NestingError(f"the arguments of task {task_name}: {error}", path=error.path, kind=error.kind,
+                        task_name=task_name)
+
+
+def _result_error(job: Job, result: Any, exc: HashingError | SerializationError | NestingError) -> BaseException:
     """The error for a result that cannot be hashed or stored. When the result holds task calls, the culprit
     is usually an argument of one of them: name that task and argument, not the parent."""
-    what = "hashed" if isinstance(exc, HashingError) else "stored"
-    for expr in iter_expressions(result):
+    what = "stored" if isinstance(exc, SerializationError) else "hashed"
+    try:
+        exprs = list(iter_expressions(result, root="result"))
+    except NestingError as inner:
+        return NestingError(f"the result of task {job.task.fullname}: {inner}", path=inner.path, kind=inner.kind,
+                            task_name=job.task.fullname)
+    for expr in exprs:
         if not isinstance(expr, TaskExpression):
             continue
         try:
@@ -211,6 +254,13 @@ def _result_error(job: Job, result: Any, exc: HashingError | SerializationError)
         except TypeError:
             continue
         for name, value in bound.arguments.items():
+            try:
+                check_nesting(value, root=name)
+            except NestingError as inner:
+                return NestingError(
+                    f"argument {name!r} of task {expr.task.fullname} (called by {job.task.fullname}): {inner}",
+                    path=inner.path, kind=inner.kind, task_name=expr.task.fullname, argument=name,
+                )
             if contains_expression(value):
                 continue
             try:
@@ -220,10 +270,14 @@ def _result_error(job: Job, result: Any, exc: HashingError | SerializationError)
 
                     dumps(value)
             except (HashingError, SerializationError) as inner:
-                return type(exc)(
+                cls = type(inner) if isinstance(exc, NestingError) else type(exc)
+                return cls(
                     f"argument {name!r} of task {expr.task.fullname} (called by {job.task.fullname}) cannot be "
                     f"{what}: {inner}", task_name=expr.task.fullname, argument=name,
                 )
+    if isinstance(exc, NestingError):
+        return NestingError(f"the result of task {job.task.fullname}: {exc}", path=exc.path, kind=exc.kind,
+                            task_name=job.task.fullname)
     return type(exc)(
         f"the result of task {job.task.fullname} ({type(result).__qualname__}) cannot be {what}: "
         f"{exc}. Return plain data, or give the type a hash/serialize hook.", task_name=job.task.fullname,

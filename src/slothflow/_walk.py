@@ -1,0 +1,397 @@
+"""The one walker over nested values: hashing, substitution, validity, file collection, lineage and staging
+all see the same parts of a value.
+
+Walked: lists, tuples, named tuples, dicts (keys and values, subclasses such as ``defaultdict`` and
+``OrderedDict``), sets and frozensets, dataclasses and attrs classes (from anywhere), and plain objects
+(``__dict__`` and ``__slots__``) of the user's own classes. Everything else is an atom: classes themselves,
+functions, modules, enums, exceptions and instances of classes from the standard library or installed
+packages (numpy arrays, paths, dates, locks ...), whose insides are not ours to take apart.
+
+The walk is iterative, so depth costs no recursion. A value that contains itself, or that is nested more than
+``MAX_DEPTH`` levels deep, raises :class:`~slothflow._errors.NestingError` at once, naming where. An object
+reached twice through different paths (shared, not a cycle) is walked once.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import enum
+import functools
+import pathlib
+import sys
+import types
+from collections.abc import Callable, Iterator
+from typing import Any, cast
+
+from slothflow._errors import NestingError
+
+MAX_DEPTH = 5000
+
+Leaf = type | tuple[type, ...] | Callable[[Any], bool]
+
+_ATOMS = frozenset({type(None), bool, int, float, complex, str, bytes, bytearray, memoryview, range})
+
+# Kinds of containers.
+_LIST, _TUPLE, _DICT, _SET, _FROZENSET = 1, 2, 3, 4, 5
+_LIST_SUB, _TUPLE_SUB, _NAMEDTUPLE, _DICT_SUB, _SET_SUB, _FROZENSET_SUB = 6, 7, 8, 9, 10, 11
+_DATACLASS, _ATTRS, _OBJECT = 12, 13, 14
+_EXACT = {list: _LIST, tuple: _TUPLE, dict: _DICT, set: _SET, frozenset: _FROZENSET}
+_NEVER_WALKED = (
+    type, types.FunctionType, types.BuiltinFunctionType, types.MethodType, types.ModuleType, functools.partial,
+    enum.Enum, BaseException, str, bytes, bytearray, int, float, complex,
+)
+
+
+# --------------------------------------------------------------------------------------- public API
+def iter_leaves(value: Any, is_leaf: Leaf, root: str = "value", max_depth: int = MAX_DEPTH) -> Iterator[Any]:
+    """Every part of ``value`` for which ``is_leaf`` holds (a type, tuple of types or predicate), in order.
+
+    A leaf is not walked into; the caller decides what its insides are (an expression's arguments, a Dir's
+    files). ``root`` names the value in a :class:`NestingError` message."""
+    leaf = _predicate(is_leaf)
+    if type(value) in _ATOMS:
+        return
+    stack: list[Any] = [(value, None)]
+    chain: list[tuple[Any, int, Any]] = []  # (container, kind, key in its parent): the path being walked
+    active: set[int] = set()
+    done: set[int] = set()
+    while stack:
+        obj, key = stack.pop()
+        if obj is _EXIT:
+            container = chain.pop()[0]
+            active.discard(id(container))
+            done.add(id(container))
+            continue
+        if type(obj) in _ATOMS:
+            continue
+        if leaf(obj):
+            yield obj
+            continue
+        kind = _kind(cast(Any, type(obj)))
+        if kind is None:
+            continue
+        oid = id(obj)
+        if oid in done:
+            continue
+        if oid in active or len(chain) >= max_depth:
+            _fail(obj, kind, key, chain, root, max_depth)
+        chain.append((obj, kind, key))
+        active.add(oid)
+        stack.append(_EXIT_ENTRY)
+        pairs = _children(obj, kind)
+        for i in range(len(pairs) - 1, -1, -1):
+            pair = pairs[i]
+            if type(pair[1]) not in _ATOMS:
+                stack.append((pair[1], pair[0]))
+
+
+def contains(value: Any, is_leaf: Leaf) -> bool:
+    """Whether any part of ``value`` is a leaf."""
+    return next(iter_leaves(value, is_leaf), _EXIT) is not _EXIT
+
+
+def check_nesting(value: Any, root: str = "value", max_depth: int = MAX_DEPTH) -> None:
+    """Raise :class:`NestingError` when ``value`` contains itself or is nested more than ``max_depth`` deep."""
+    for _ in iter_leaves(value, _never, root, max_depth):
+        pass
+
+
+def transform(
+    value: Any, fn: Callable[[Any], Any], is_leaf: Leaf, root: str = "value", max_depth: int = MAX_DEPTH
+) -> Any:
+    """``value`` with every leaf ``x`` replaced by ``fn(x)``.
+
+    Containers are rebuilt only where something inside changed, with their own type: a ``defaultdict`` keeps
+    its factory, a named tuple its class, a dataclass, attrs or plain object is copied and given the new
+    attribute values (its ``__init__`` is not called again). An object shared by two paths stays shared."""
+    leaf = _predicate(is_leaf)
+    memo: dict[int, Any] = {}  # container id -> its result (the container itself when nothing changed)
+    active: set[int] = set()
+    chain: list[tuple[Any, int, Any]] = []
+    frames: list[_Frame] = []
+    obj, key = value, None
+    while True:
+        # Settle ``obj`` now, or open a frame for it.
+        cls: Any = type(obj)
+        if cls in _ATOMS:
+            result = obj
+        elif leaf(obj):
+            result = fn(obj)
+        else:
+            kind = _kind(cls)
+            oid = id(obj)
+            if kind is None:
+                result = obj
+            elif oid in memo:
+                result = memo[oid]
+            else:
+                if oid in active or len(chain) >= max_depth:
+                    _fail(obj, kind, key, chain, root, max_depth)
+                frame = _Frame(obj, kind, _children(obj, kind))
+                frames.append(frame)
+                chain.append((obj, kind, key))
+                active.add(oid)
+                result = _OPENED
+        # Hand results up until a frame has another child to settle.
+        while True:
+            if not frames:
+                return result
+            frame = frames[-1]
+            if frame.next >= 0:
+                child = frame.pairs[frame.next][1]
+                frame.out.append(result)
+                if result is not child:
+                    frame.changed = True
+            frame.next += 1
+            if frame.next < len(frame.pairs):
+                key, obj = frame.pairs[frame.next]
+                break
+            frames.pop()
+            chain.pop()
+            active.discard(id(frame.obj))
+            result = _rebuild(frame) if frame.changed else frame.obj
+            memo[id(frame.obj)] = result
+
+
+def format_path(keys: list[tuple[int, Any]], root: str = "value", limit: int = 12) -> str:
+    """A readable path such as ``value[0]['k'].name``; a long one keeps its ends."""
+    parts = [_step(kind, key) for kind, key in keys]
+    if len(parts) > limit:
+        head, tail = limit // 2, limit // 4
+        parts = parts[:head] + [f"...({len(parts) - head - tail} more)..."] + parts[-tail:]
+    return root + "".join(parts)
+
+
+# ---------------------------------------------------------------------------------------- internals
+class _Frame:
+    __slots__ = ("obj", "kind", "pairs", "next", "out", "changed")
+
+    def __init__(self, obj: Any, kind: int, pairs: list[tuple[Any, Any]]) -> None:
+        self.obj, self.kind, self.pairs = obj, kind, pairs
+        self.next = -1  # index of the child being settled; -1 before the first
+        self.out: list[Any] = []
+        self.changed = False
+
+
+_EXIT = object()
+_EXIT_ENTRY = (_EXIT, None)
+_OPENED = object()  # a frame was just opened: move to its first child
+_KEY = object()  # marks a dict key (as opposed to the value under it) in a path
+
+
+def _never(value: Any) -> bool:
+    return False
+
+
+def _predicate(is_leaf: Leaf) -> Callable[[Any], bool]:
+    if isinstance(is_leaf, type | tuple):
+        types_ = is_leaf
+        return lambda v: isinstance(v, types_)
+    return is_leaf
+
+
+@functools.lru_cache(maxsize=4096)  # a class's kind never changes; bounded, so redefined classes age out
+def _kind(cls: Any) -> int | None:
+    exact = _EXACT.get(cls)
+    if exact is not None:
+        return exact
+    if issubclass(cls, _NEVER_WALKED):
+        return None
+    if issubclass(cls, tuple):
+        return _NAMEDTUPLE if hasattr(cls, "_fields") and hasattr(cls, "_make") else _TUPLE_SUB
+    if issubclass(cls, list):
+        return _LIST_SUB
+    if issubclass(cls, dict):
+        return _DICT_SUB
+    if issubclass(cls, set):
+        return _SET_SUB
+    if issubclass(cls, frozenset):
+        return _FROZENSET_SUB
+    if dataclasses.is_dataclass(cls):
+        return _DATACLASS
+    if hasattr(cls, "__attrs_attrs__"):
+        return _ATTRS
+    if cls is types.SimpleNamespace or (_is_user_module(cls.__module__) and _has_state(cls)):
+        return _OBJECT
+    return None
+
+
+def _has_state(cls: type) -> bool:
+    return any("__dict__" in vars(c) or vars(c).get("__slots__") for c in cls.__mro__ if c is not object)
+
+
+@functools.lru_cache(maxsize=1024)
+def _is_user_module(module_name: str | None) -> bool:
+    """The user's own code: not slothflow, the standard library or an installed package."""
+    if not module_name:
+        return False
+    top = module_name.split(".")[0]
+    if top == "slothflow" or top in sys.builtin_module_names or top in sys.stdlib_module_names:
+        return False
+    module = sys.modules.get(module_name)
+    path = getattr(module, "__file__", None)
+    if not path:
+        return module is not None  # __main__ of an interactive session, a notebook
+    import sysconfig
+
+    real = pathlib.Path(path).resolve()
+    if "site-packages" in real.parts or "dist-packages" in real.parts:
+        return False
+    for key in ("stdlib", "platstdlib", "purelib", "platlib"):
+        prefix = sysconfig.get_paths().get(key)
+        if prefix and str(real).startswith(str(pathlib.Path(prefix).resolve())):
+            return False
+    return True
+
+
+@functools.lru_cache(maxsize=1024)
+def _slot_names(cls: Any) -> tuple[str, ...]:
+    names: list[str] = []
+    for c in cls.__mro__:
+        slots = vars(c).get("__slots__", ())
+        for name in (slots,) if isinstance(slots, str) else slots:
+            if name in ("__dict__", "__weakref__"):
+                continue
+            if name.startswith("__") and not name.endswith("__"):
+                name = f"_{c.__name__.lstrip('_')}{name}"
+            if name not in names:
+                names.append(name)
+    return tuple(names)
+
+
+_MISSING = object()
+
+
+def _children(obj: Any, kind: int) -> list[tuple[Any, Any]]:
+    """(key, child) pairs; a dict gives (key-marker, key) then (key, value) for each item."""
+    if kind in (_LIST, _TUPLE, _LIST_SUB, _TUPLE_SUB, _NAMEDTUPLE, _SET, _FROZENSET, _SET_SUB, _FROZENSET_SUB):
+        return list(enumerate(obj))
+    if kind in (_DICT, _DICT_SUB):
+        pairs: list[tuple[Any, Any]] = []
+        for k, v in obj.items():
+            pairs.append((_KEY, k))
+            pairs.append((k, v))
+        return pairs
+    if kind == _DATACLASS:
+        names: Any = (f.name for f in dataclasses.fields(obj))
+    elif kind == _ATTRS:
+        names = (a.name for a in type(obj).__attrs_attrs__)
+    else:
+        state = getattr(obj, "__dict__", None)
+        pairs = list(state.items()) if isinstance(state, dict) else []
+        names = _slot_names(cast(Any, type(obj)))
+        for name in names:
+            v = getattr(obj, name, _MISSING)
+            if v is not _MISSING:
+                pairs.append((name, v))
+        return pairs
+    out = []
+    for name in names:
+        v = getattr(obj, name, _MISSING)
+        if v is not _MISSING:  # a field without a value yet (init=False, no default)
+            out.append((name, v))
+    return out
+
+
+def _rebuild(frame: _Frame) -> Any:
+    obj, kind, out = frame.obj, frame.kind, frame.out
+    if kind == _LIST:
+        return out
+    if kind == _TUPLE:
+        return tuple(out)
+    if kind == _DICT:
+        return dict(zip(out[0::2], out[1::2], strict=True))
+    if kind == _SET:
+        return set(out)
+    if kind == _FROZENSET:
+        return frozenset(out)
+    cls = type(obj)
+    if kind == _NAMEDTUPLE:
+        return cls._make(out)
+    if kind == _TUPLE_SUB:
+        new = tuple.__new__(cls, out)
+        if getattr(obj, "__dict__", None):
+            new.__dict__.update(obj.__dict__)
+        return new
+    if kind == _FROZENSET_SUB:
+        return cls(out)
+    new = _shallow_copy(obj)
+    if kind == _LIST_SUB:
+        new.clear()
+        new.extend(out)
+    elif kind == _DICT_SUB:  # a copy keeps a defaultdict's factory, an OrderedDict's order, added attributes
+        new.clear()
+        for k, v in zip(out[0::2], out[1::2], strict=True):
+            new[k] = v
+    elif kind == _SET_SUB:
+        new.clear()
+        new.update(out)
+    else:
+        state = getattr(new, "__dict__", None)
+        for (name, old), v in zip(frame.pairs, out, strict=True):
+            if v is old:
+                continue
+            if isinstance(state, dict) and name in state:
+                state[name] = v
+            else:  # a slot, or a frozen dataclass / attrs field
+                object.__setattr__(new, name, v)
+    return new
+
+
+def _shallow_copy(obj: Any) -> Any:
+    """A copy to change instead of ``obj``; never ``obj`` itself, even when its ``__copy__`` says so."""
+    try:
+        new = copy.copy(obj)
+    except Exception:
+        new = obj
+    if new is obj:
+        cls: Any = type(obj)
+        new = cls.__new__(cls)
+        state = getattr(obj, "__dict__", None)
+        if isinstance(state, dict):
+            new.__dict__.update(state)
+        for name in _slot_names(cls):
+            v = getattr(obj, name, _MISSING)
+            if v is not _MISSING:
+                object.__setattr__(new, name, v)
+    return new
+
+
+def _step(kind: int, key: Any) -> str:
+    if kind in (_DATACLASS, _ATTRS, _OBJECT):
+        return f".{key}"
+    if kind in (_SET, _FROZENSET, _SET_SUB, _FROZENSET_SUB):
+        return f"{{member {key}}}"
+    if key is _KEY:
+        return "{key}"
+    return f"[{_short(key)}]"
+
+
+def _short(key: Any) -> str:
+    try:
+        text = repr(key)
+    except Exception:
+        text = f"<{type(key).__qualname__}>"
+    return text if len(text) <= 30 else text[:27] + "..."
+
+
+def _fail(obj: Any, kind: int, key: Any, chain: list[tuple[Any, int, Any]], root: str, max_depth: int) -> None:
+    # The step into each container is named by its parent's kind and the key it sits under.
+    keys = [(chain[i - 1][1], chain[i][2]) for i in range(1, len(chain))]
+    if chain:
+        keys.append((chain[-1][1], key))
+    here = format_path(keys, root)
+    if len(chain) >= max_depth and all(c is not obj for c, _, _ in chain):
+        raise NestingError(
+            f"{root} is nested more than {max_depth} levels deep (at {here}), deeper than slothflow "
+            "walks values: flatten it, or write it to a File and pass that",
+            path=here, kind="depth",
+        )
+    at = next(i for i, (c, _, _) in enumerate(chain) if c is obj)
+    target = format_path(keys[:at], root)
+    raise NestingError(
+        f"{root} contains itself: {here} is {target} again (a {type(obj).__qualname__} inside itself), "
+        "and a value with a cycle has no hash: break the cycle",
+        path=here, kind="cycle",
+    )

@@ -181,7 +181,8 @@ class CodeProject:
     def __init__(self, root: Path, files: dict[str, str] | None = None) -> None:
         self.root = root
         root.mkdir(parents=True, exist_ok=True)
-        for name, text in (files or {"wf.py": WF, "helpers.py": HELPERS, "runner.py": RUNNER}).items():
+        defaults = {"wf.py": WF, "helpers.py": HELPERS, "runner.py": RUNNER}
+        for name, text in (defaults if files is None else files).items():
             (root / name).write_text(textwrap.dedent(text).lstrip())
         self.log = root / "ran.log"
         self.db = root / "cache.db"

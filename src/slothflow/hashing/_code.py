@@ -29,7 +29,14 @@ from typing import Any
 
 from slothflow._util import preview
 from slothflow.hashing._encode import _active, _qualname, functools_partial, hash_struct, hash_value
-from slothflow.hashing._facts import Facts, class_facts, code_names, code_object_digest, function_facts
+from slothflow.hashing._facts import (
+    Facts,
+    class_facts,
+    code_names,
+    code_object_digest,
+    display_path,
+    function_facts,
+)
 from slothflow.hashing._modules import UserModules
 from slothflow.hashing._source import SourceIndex, _unwrap_method, file_token
 
@@ -90,6 +97,7 @@ class CodeHasher:
         self.generation = object()
         self._infos.clear()
         self._class_codes.clear()
+        self.modules.forget_failures()
 
     def function_code_hash(self, func: Callable[..., Any], source: str | None = None) -> str:
         """Hash of a function's code: its normalized source (or code object when there is no source), plus
@@ -319,14 +327,15 @@ class _CodeWalk:
         """The module an ``import`` in user code names, if it is user code (imported now when needed: the
         code will import it anyway). Other modules are noted for the environment; a user module that
         cannot be imported here counts by its source file, or by its name when there is none."""
-        module = self.hasher.modules.load(name)
-        if module is not None:
-            return module
-        if not self.hasher.is_user_code(name) or name.split(".")[0] in ("slothflow", "__main__"):
+        modules = self.hasher.modules
+        if not modules.is_user_code(name):
             self._note_module(name)
             return None
-        digest, path = self.hasher.modules.unresolved_digest(name)
-        self._add("import", name, digest, path, None, None)
+        module = modules.load(name)
+        if module is not None or name.split(".")[0] == "__main__":
+            return module
+        digest, path, shown = modules.unresolved(name)
+        self._add("import", name, digest, display_path(path), None, shown)
         return None
 
     def _function_refs(self, func: Any, facts: Facts, root: bool = False) -> None:
@@ -392,7 +401,7 @@ class _CodeWalk:
                 module_name = importlib.util.resolve_name(module_ref, package)
             except (ImportError, ValueError):
                 self._add("import", f"{module_ref}.{attr}", hash_struct("import-missing", module_ref, attr),
-                          None, None, None)
+                          None, None, "not found")
                 return
         target = self._import(module_name)
         if target is None:

@@ -35,6 +35,11 @@ class UserModules:
     def __init__(self) -> None:
         self._known: dict[str, bool] = {}
         self._roots: tuple[pathlib.Path, ...] | None = None
+        self._failed: set[str] = set()  # user modules whose import failed (tried again after forget_failures)
+
+    def forget_failures(self) -> None:
+        """Try again the imports that failed (a new run: the module may have been fixed)."""
+        self._failed.clear()
 
     def is_user_code(self, module_name: str | None) -> bool:
         """True for the user's own modules (scripts, notebooks, their packages); false for slothflow, the
@@ -88,16 +93,17 @@ class UserModules:
         module = sys.modules.get(name)
         if module is not None:
             return module
-        if not self.is_user_code(name):
+        if name in self._failed or not self.is_user_code(name):
             return None
         try:
             return importlib.import_module(name)
         except (Exception, SystemExit):  # the body would fail the same way when it runs
+            self._failed.add(name)
             return None
 
-    def unresolved_digest(self, name: str) -> tuple[str, str | None]:
-        """(digest, file) standing for an imported user module that cannot be loaded here: its whole source
-        when it can be found (an edit still counts), else its name alone."""
+    def unresolved(self, name: str) -> tuple[str, str | None, str]:
+        """(digest, file, description) standing for an imported user module that cannot be loaded here: its
+        whole source when it can be found (an edit still counts), else its name alone."""
         try:
             spec = importlib.util.find_spec(name)
         except (Exception, SystemExit):
@@ -110,10 +116,11 @@ class UserModules:
                 text = None
             if text is not None:
                 try:
-                    return hash_struct("import-source", normalize_source(text, keep_decorators=True)), origin
+                    digest = hash_struct("import-source", normalize_source(text, keep_decorators=True))
                 except SyntaxError:
-                    return hash_struct("import-text", hash_bytes(text.encode())), origin
-        return hash_struct("import-missing", name), None
+                    digest = hash_struct("import-text", hash_bytes(text.encode()))
+                return digest, origin, f"not importable here (source {digest[:12]})"
+        return hash_struct("import-missing", name), None, "not found"
 
 
 def _module_paths(module: types.ModuleType) -> list[str]:

@@ -20,7 +20,7 @@ from types import ModuleType
 import pytest
 
 from slothflow import Task
-from slothflow.hashing._code import code_info
+from slothflow.hashing._code import CodeHasher, code_info
 
 HELPERS = '''
 import functools
@@ -434,3 +434,135 @@ def pipeline(name, x):
     renamed = code_info(load_package(tmp_path, {"wf": src.replace('"b": step_b', '"b": step_a')}, name)["wf"]
                         .pipeline.func)
     assert renamed.hash != base
+
+
+# ------------------------------------------------------------------------- imports inside functions
+LAZY_HELPERS = '''
+def f(x):
+    return x + 1
+
+
+def g(x):
+    return x * 2
+'''
+
+LAZY_WF = '''
+from slothflow import task
+
+
+@task
+def t_from(x):
+    from {pkg}.helpers import f
+    return f(x)
+
+
+@task
+def t_relative(x):
+    from .helpers import f
+    return f(x)
+
+
+@task
+def t_dotted(x):
+    import {pkg}.helpers
+    return {pkg}.helpers.f(x)
+
+
+@task
+def t_alias(x):
+    import {pkg}.helpers as h
+    return h.f(x)
+
+
+@task
+def t_nested(x):
+    def inner(v):
+        from .helpers import f
+        return f(v)
+    return [inner(v) for v in [x]]
+
+
+@task
+def t_other(x):
+    from .helpers import g
+    return g(x)
+'''
+LAZY_TASKS = ["t_from", "t_relative", "t_dotted", "t_alias", "t_nested", "t_other"]
+
+
+def lazy_hashes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, helpers: str, name: str) -> dict[str, str]:
+    """Code hashes of LAZY_WF's tasks in a fresh copy of package ``name``, whose helpers module is imported
+    by nothing but the task bodies (so not imported yet when hashing starts)."""
+    for loaded in [m for m in sys.modules if m == name or m.startswith(name + ".")]:
+        del sys.modules[loaded]
+    parent = tmp_path / uuid.uuid4().hex[:8]
+    (parent / name).mkdir(parents=True)
+    (parent / name / "__init__.py").write_text("")
+    (parent / name / "helpers.py").write_text(textwrap.dedent(helpers))
+    (parent / name / "wf.py").write_text(LAZY_WF.replace("{pkg}", name))
+    monkeypatch.syspath_prepend(str(parent))
+    importlib.invalidate_caches()
+    wf = importlib.import_module(f"{name}.wf")
+    assert f"{name}.helpers" not in sys.modules
+    hasher = CodeHasher()
+    hashes = {t: hasher.code_info(getattr(wf, t).func).hash for t in LAZY_TASKS}
+    names = {e["name"] for e in hasher.code_info(wf.t_from.func).manifest}
+    assert names == {f"{name}.helpers.f"}  # only what is imported counts, not the whole module
+    return hashes
+
+
+def test_imports_inside_function_bodies_are_followed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    name = f"_sf_lazy_{uuid.uuid4().hex[:8]}"
+    base = lazy_hashes(tmp_path, monkeypatch, LAZY_HELPERS, name)
+    assert lazy_hashes(tmp_path, monkeypatch, LAZY_HELPERS, name) == base  # a copy of the same code hashes the same
+    edited_f = lazy_hashes(tmp_path, monkeypatch, LAZY_HELPERS.replace("x + 1", "x + 2"), name)
+    assert {t for t in LAZY_TASKS if edited_f[t] != base[t]} == set(LAZY_TASKS) - {"t_other"}
+    edited_g = lazy_hashes(tmp_path, monkeypatch, LAZY_HELPERS.replace("x * 2", "x * 3"), name)
+    assert {t for t in LAZY_TASKS if edited_g[t] != base[t]} == {"t_other"}
+    comment = lazy_hashes(tmp_path, monkeypatch, LAZY_HELPERS.replace("x + 1", "x + 1  # one more"), name)
+    assert comment == base
+
+
+def test_imports_that_cannot_be_resolved_do_not_break_hashing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    src = '''
+from slothflow import task
+
+
+@task
+def t_missing(x):
+    import no_such_module_for_slothflow_tests
+    from .absent import thing
+    return x
+
+
+@task
+def t_broken(x):
+    from .broken import value
+    return value + x
+
+
+@task
+def t_library(x):
+    import json
+    import yaml
+    from click import style
+    return json.dumps(x)
+'''
+    name = f"_sf_unres_{uuid.uuid4().hex[:8]}"
+    root = tmp_path / "src" / name
+    root.mkdir(parents=True)
+    (root / "__init__.py").write_text("")
+    (root / "wf.py").write_text(src)
+    (root / "broken.py").write_text("raise RuntimeError('needs a secret only workers have')\nvalue = 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path / "src"))
+    wf = importlib.import_module(f"{name}.wf")
+    hasher = CodeHasher()
+    missing = hasher.code_info(wf.t_missing.func)
+    assert {(e["kind"], e["name"]) for e in missing.manifest} == {
+        ("import", "no_such_module_for_slothflow_tests"), ("import", f"{name}.absent")}
+    broken = hasher.code_info(wf.t_broken.func)
+    assert [(e["kind"], e["name"]) for e in broken.manifest] == [("import", f"{name}.broken")]
+    (root / "broken.py").write_text("raise RuntimeError('needs a secret only workers have')\nvalue = 2\n")
+    assert CodeHasher().code_info(wf.t_broken.func).hash != broken.hash  # an edit of its source still counts
+    library = hasher.code_info(wf.t_library.func)
+    assert library.manifest == () and library.modules == frozenset({"yaml", "click"})

@@ -8,6 +8,7 @@ tests change a package version between fresh processes, for real: its ``dist-inf
 from __future__ import annotations
 
 import json
+import os
 import platform
 import sqlite3
 from pathlib import Path
@@ -78,7 +79,8 @@ def env_project(tmp_path: Path) -> tuple[CodeProject, Path]:
 
 
 def _env(site: Path, policy: str | None = None) -> dict[str, str]:
-    env = {"PYTHONPATH": str(site)}
+    # Keep the caller's PYTHONPATH (the slothflow under test) after the fake site folder.
+    env = {"PYTHONPATH": os.pathsep.join(p for p in (str(site), os.environ.get("PYTHONPATH", "")) if p)}
     if policy:
         env["ENV_POLICY"] = policy
     return env
@@ -131,6 +133,38 @@ def test_project_wide_policy(env_project: tuple[CodeProject, Path], policy: str,
     expected = {"strict": 1} | ({"uses": 1} if reruns else {})  # plain imports nothing: never
     assert ran == expected
     assert project.run(env=_env(site, policy))[1] == {}
+
+
+LAZY_WF = '''
+import os
+from slothflow import task
+
+
+@task(env_policy="exact")
+def lazy(x: int) -> int:
+    with open(os.environ["RERUN_LOG"], "a") as log:
+        log.write("lazy\\n")
+    import fakepkg
+    return fakepkg.compute(x)
+
+
+@task
+def main(x: int = 1) -> list:
+    return [lazy(x)]
+'''
+
+
+def test_a_package_imported_inside_a_body_is_part_of_the_environment(tmp_path: Path) -> None:
+    """``import fakepkg`` inside the body only: when hashes are computed (before bodies run) it is not
+    imported yet; it is still an installed package, recorded and compared, never walked as user code."""
+    project = CodeProject(tmp_path / "proj", files={"wf.py": LAZY_WF, "runner.py": RUNNER})
+    site = tmp_path / "lib" / "site-packages"
+    install_fakepkg(site, "1.0.0")
+    assert project.run(env=_env(site)) == ([2], {"lazy": 1})
+    assert _job_environments(project)["wf.lazy"]["packages"] == {"fakepkg": "1.0.0"}
+    assert project.run(env=_env(site))[1] == {}
+    install_fakepkg(site, "2.0.0")
+    assert project.run(env=_env(site))[1] == {"lazy": 1}
 
 
 def test_environment_keys_by_policy() -> None:

@@ -181,7 +181,8 @@ class CodeProject:
     def __init__(self, root: Path, files: dict[str, str] | None = None) -> None:
         self.root = root
         root.mkdir(parents=True, exist_ok=True)
-        for name, text in (files or {"wf.py": WF, "helpers.py": HELPERS, "runner.py": RUNNER}).items():
+        defaults = {"wf.py": WF, "helpers.py": HELPERS, "runner.py": RUNNER}
+        for name, text in (defaults if files is None else files).items():
             (root / name).write_text(textwrap.dedent(text).lstrip())
         self.log = root / "ran.log"
         self.db = root / "cache.db"
@@ -413,12 +414,12 @@ def test_relative_imports_inside_a_task_body_are_followed(tmp_path: Path, monkey
     monkeypatch.syspath_prepend(str(tmp_path))
     wf = importlib.import_module("relpkg.wf")
     before = (wf.via_name.hash, wf.via_module.hash)
-    from slothflow.hashing._code import forget_code_hashes
+    from slothflow.hashing._code import CodeHasher, use_code_hasher
 
     helpers = importlib.import_module("relpkg.helpers")
     exec("def compute(x):\n    return x + 2\n", helpers.__dict__)
-    forget_code_hashes()
-    after = (wf.via_name.hash, wf.via_module.hash)
+    with use_code_hasher(CodeHasher()):  # a new owner (a new run) sees the code as it is now
+        after = (wf.via_name.hash, wf.via_module.hash)
     assert before[0] != after[0] and before[1] != after[1]
     assert get_task_registry().get("relpkg.wf.via_name") is wf.via_name
 

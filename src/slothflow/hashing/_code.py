@@ -1,90 +1,52 @@
-"""Hashing of code.
+"""Hashing of code, transitively.
 
 Code is hashed from its normalized source: the function's AST with decorators and the docstring
 removed, printed by ``ast.unparse``, so comments and formatting do not count but any real change does.
-A function's hash also covers the user code it reaches (helpers, classes, constants, closures), and a
-class's hash the code of its methods, so that a value or a task changes key when that code changes.
+A function's hash also covers the user code it reaches (helpers, classes, constants, closures, and the
+modules it imports, at module level or inside a function body), and a class's hash the code of its
+methods, so that a value or a task changes key when that code changes.
+
+Every memo lives in a :class:`CodeHasher`, whose owner decides its lifetime: a scheduler activates its
+hasher with :func:`use_code_hasher` (and calls :meth:`CodeHasher.forget` at the start of each run); code
+outside any scheduler uses the process's default one. The module functions (:func:`code_info`,
+:func:`function_code_hash`, :func:`class_code`, :func:`forget_code_hashes`) act on the hasher in effect.
 """
 
 from __future__ import annotations
 
-import ast
 import collections
+import contextlib
+import contextvars
 import dataclasses
-import hashlib
 import importlib.util
 import inspect
-import os
-import pathlib
 import sys
 import threading
 import types
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
-from slothflow._errors import HashingError
 from slothflow._util import preview
-from slothflow.hashing._encode import _active, _digest, _qualname, functools_partial, hash_struct, hash_value
-from slothflow.hashing._source import (
-    _class_source,
-    _code_source,
-    _parse_source,
-    _unwrap_method,
-    normalize_source,
+from slothflow.hashing._encode import _active, _qualname, functools_partial, hash_struct, hash_value
+from slothflow.hashing._facts import (
+    Facts,
+    class_facts,
+    code_names,
+    code_object_digest,
+    display_path,
+    function_facts,
 )
+from slothflow.hashing._modules import UserModules
+from slothflow.hashing._source import SourceIndex, _unwrap_method, file_token
 
-_class_code_cache: weakref.WeakKeyDictionary[type, bytes] = weakref.WeakKeyDictionary()
+__all__ = [
+    "CodeHasher", "CodeInfo", "class_code", "code_info", "code_object_digest", "current_code_hasher",
+    "default_code_hasher", "forget_code_hashes", "function_code_hash", "use_code_hasher",
+]
 
-
-def class_code(cls: type) -> bytes:
-    """For a class of the user's own code: a digest of its code, transitively (its source, its user-code bases,
-    and the helpers and constants its methods use), so that an instance, or the class itself, passed as a
-    value changes hash when that code changes; empty for other classes."""
-    try:
-        cached = _class_code_cache.get(cls)
-    except TypeError:
-        return b""
-    if cached is not None:
-        return cached
-    module = getattr(cls, "__module__", None)
-    if not _is_user_code(module) or (module or "").startswith("slothflow") or cls.__module__ == "builtins":
-        digest = b""
-    elif getattr(_walking, "classes", None):
-        # Hashing a constant inside another class walk: the outer walk covers the code; avoid the recursion.
-        facts = _class_facts(cls)
-        digest = hash_struct("classcode", facts.own).encode() if facts is not None else b""
-    else:
-        digest = _class_walk(cls).encode()
-    _class_code_cache[cls] = digest
-    return digest
-
-
-def _class_walk(cls: type) -> str:
-    walk = _CodeWalk(cls, None)
-    walk.seen.discard(id(cls))
-    walk.todo.append(("class", "", cls))
-    _walking.classes = True
-    try:
-        while walk.todo:
-            walk._visit(*walk.todo.popleft())
-    finally:
-        _walking.classes = False
-    parts = sorted(f"{e['kind']}:{walk._relative(e['name'])}={e['hash']}" for e in walk.entries.values())
-    return hash_struct("classcode+", *parts) if parts else ""
-
-
-# --------------------------------------------------------------------------------------------- code
-
-
-# ------------------------------------------------------------------------------- transitive code
-#
-# A function's code hash covers its own normalized source and, beyond it, the user code it reaches: the plain
-# functions, classes (with their methods), module constants, closure variables and default values it refers
-# to, transitively, within the user's own modules. The walk is breadth-first over objects (so cycles and deep
-# call chains cost nothing special) and the result is a *set* of items, each hashed from its own source or
-# value: the same starting function gives the same hash whatever order the items are met in. Per-object
-# facts (normalized source, referenced names) are computed once per process; only name resolution is redone.
+_MAX_CONTAINER_SCAN = 1000
+_MISSING = object()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,9 +54,9 @@ class CodeInfo:
     """What a function's code hash covers.
 
     ``own`` hashes the function's normalized source; ``manifest`` lists the user code beyond it that the hash
-    covers, one dict per item: ``kind`` (function, class, constant, closure, default), ``name``, ``file``,
-    ``line``, ``hash`` and ``source`` (the source text, or a short repr of a value). ``modules`` are the
-    top-level names of installed (non-user, non-standard-library) modules the code refers to.
+    covers, one dict per item: ``kind`` (function, class, constant, closure, default, import), ``name``,
+    ``file``, ``line``, ``hash`` and ``source`` (the source text, or a short repr of a value). ``modules`` are
+    the top-level names of installed (non-user, non-standard-library) modules the code refers to.
     """
 
     hash: str
@@ -103,233 +65,197 @@ class CodeInfo:
     modules: frozenset[str]
 
 
-# Per function object (code objects compare equal across functions that differ only in default values
-# or annotations, so they cannot be the key), then per ``source`` override.
-_code_info_cache: weakref.WeakKeyDictionary[Any, dict[str | None, CodeInfo]] = weakref.WeakKeyDictionary()
-_walking = threading.local()
+class CodeHasher:
+    """Computes code hashes and owns every memo they need, each with its own lifetime:
+
+    - code infos and class digests: until :meth:`forget` (a new run must see helpers or module constants a
+      notebook redefined since the last one);
+    - per-object facts (normalized source, names used): while the object lives and its code is the same
+      (a function's code object, a class's source file by size and mtime);
+    - module values as first hashed (pins): for the hasher's life, so that a memo filled in place by task
+      bodies is state, not a code change, for every run of one owner;
+    - the user-code rule per module name, and class sources per file (until the file changes).
+    """
+
+    def __init__(self) -> None:
+        self.generation = object()  # replaced by forget(): what hashes computed from this hasher depend on
+        self.modules = UserModules()
+        self.sources = SourceIndex()
+        # Per function object (code objects compare equal across functions that differ only in default values
+        # or annotations, so they cannot be the key), then per ``source`` override.
+        self._infos: weakref.WeakKeyDictionary[Any, dict[str | None, CodeInfo]] = weakref.WeakKeyDictionary()
+        self._class_codes: weakref.WeakKeyDictionary[type, bytes] = weakref.WeakKeyDictionary()
+        self._facts: weakref.WeakKeyDictionary[Any, dict[tuple[str | None, bool], Facts]] = \
+            weakref.WeakKeyDictionary()
+        # (kind, qualified name) -> (object, digest, preview) of module values as first hashed.
+        self.pinned: dict[tuple[str, str], tuple[Any, str, str]] = {}
+        self._local = threading.local()  # per thread: the walks in progress (recursion guards)
+
+    def forget(self) -> None:
+        """Drop every computed code hash, so the next ones see the code and module values as they are now.
+        Parsed sources and facts stay (they are checked against the code they came from)."""
+        self.generation = object()
+        self._infos.clear()
+        self._class_codes.clear()
+        self.modules.forget_failures()
+
+    def function_code_hash(self, func: Callable[..., Any], source: str | None = None) -> str:
+        """Hash of a function's code: its normalized source (or code object when there is no source), plus
+        the user code it refers to, transitively (see :meth:`code_info`)."""
+        return self.code_info(func, source).hash
+
+    def code_info(self, func: Callable[..., Any], source: str | None = None) -> CodeInfo:
+        """The code hash of ``func`` with the list of user code it covers (computed once per generation)."""
+        try:
+            per_func = self._infos.get(func)
+        except TypeError:  # not weak-referenceable
+            per_func = None
+        if per_func is not None and source in per_func:
+            return per_func[source]
+        active: set[int] | None = getattr(self._local, "active", None)
+        if active is None:
+            active = self._local.active = set()
+        # A walk started while another one runs (a function inside a constant's value) may be cut short by
+        # the self-reference guards of value hashing: its result is not remembered.
+        nested = bool(active)
+        active.add(id(func))
+        try:
+            info = _CodeWalk(self, func, source).run()
+        finally:
+            active.discard(id(func))
+        if not nested:
+            try:
+                self._infos.setdefault(func, {})[source] = info
+            except TypeError:
+                pass
+        return info
+
+    def class_code(self, cls: type) -> bytes:
+        """For a class of the user's own code: a digest of its code, transitively (its source, its user-code
+        bases, and the helpers and constants its methods use), so that an instance, or the class itself,
+        passed as a value changes hash when that code changes; empty for other classes."""
+        try:
+            cached = self._class_codes.get(cls)
+        except TypeError:
+            return b""
+        if cached is not None:
+            return cached
+        module = getattr(cls, "__module__", None)
+        if not self.is_user_code(module) or (module or "").startswith("slothflow") or cls.__module__ == "builtins":
+            digest = b""
+        elif getattr(self._local, "classes", False):
+            # Hashing a constant inside another class walk: the outer walk covers the code; avoid the recursion.
+            facts = self.class_facts(cls)
+            digest = hash_struct("classcode", facts.own).encode() if facts is not None else b""
+        else:
+            digest = self._class_walk(cls).encode()
+        self._class_codes[cls] = digest
+        return digest
+
+    def _class_walk(self, cls: type) -> str:
+        walk = _CodeWalk(self, cls, None)
+        walk.seen.discard(id(cls))
+        walk.todo.append(("class", "", cls))
+        self._local.classes = True
+        try:
+            while walk.todo:
+                walk.visit(*walk.todo.popleft())
+        finally:
+            self._local.classes = False
+        parts = sorted(f"{e['kind']}:{walk.relative(e['name'])}={e['hash']}" for e in walk.entries.values())
+        return hash_struct("classcode+", *parts) if parts else ""
+
+    def is_user_code(self, module_name: str | None) -> bool:
+        """True for the user's own modules; false for slothflow, the standard library and installed packages."""
+        return self.modules.is_user_code(module_name)
+
+    def function_facts(self, func: Any, source: str | None, root: bool) -> Facts:
+        key = (source, root)
+        try:
+            per = self._facts.get(func)
+        except TypeError:
+            per = None
+        found = per.get(key) if per is not None else None
+        if found is not None and found.code is getattr(func, "__code__", None):
+            return found
+        facts = function_facts(func, source, root)
+        try:
+            self._facts.setdefault(func, {})[key] = facts
+        except TypeError:
+            pass
+        return facts
+
+    def class_facts(self, cls: type) -> Facts | None:
+        try:
+            per = self._facts.get(cls)
+        except TypeError:
+            per = None
+        found = per.get((None, False)) if per is not None else None
+        if found is not None and found.origin is not None and file_token(found.origin) == found.token:
+            return found
+        facts = class_facts(cls, self.sources)
+        if facts is not None:
+            try:
+                self._facts.setdefault(cls, {})[(None, False)] = facts
+            except TypeError:
+                pass
+        return facts
+
+
+_default_hasher = CodeHasher()
+_current_hasher: contextvars.ContextVar[CodeHasher | None] = contextvars.ContextVar("slothflow_code_hasher",
+                                                                                    default=None)
+
+
+def default_code_hasher() -> CodeHasher:
+    """The process's own hasher: in effect wherever no other one was activated."""
+    return _default_hasher
+
+
+def current_code_hasher() -> CodeHasher:
+    """The hasher in effect here: the one activated by :func:`use_code_hasher`, else the default one."""
+    return _current_hasher.get() or _default_hasher
+
+
+@contextlib.contextmanager
+def use_code_hasher(hasher: CodeHasher) -> Iterator[CodeHasher]:
+    """Make ``hasher`` the one in effect (in this thread or task context) for the duration of the block."""
+    token = _current_hasher.set(hasher)
+    try:
+        yield hasher
+    finally:
+        _current_hasher.reset(token)
 
 
 def forget_code_hashes() -> None:
-    """Drop every computed code hash, so the next ones see the code and module values as they are now (a
-    notebook cell may have redefined a helper or a constant since). Parsed sources stay cached."""
-    global code_generation
-    code_generation += 1
-    _code_info_cache.clear()
-    _class_code_cache.clear()
-
-
-code_generation = 0
+    """Drop the code hashes of the hasher in effect (see :meth:`CodeHasher.forget`)."""
+    current_code_hasher().forget()
 
 
 def function_code_hash(func: Callable[..., Any], source: str | None = None) -> str:
-    """Hash of a function's code: its normalized source (or code object when there is no source), plus
-    the user code it refers to, transitively (see :func:`code_info`)."""
-    return code_info(func, source).hash
+    """:meth:`CodeHasher.function_code_hash` of the hasher in effect."""
+    return current_code_hasher().function_code_hash(func, source)
 
 
 def code_info(func: Callable[..., Any], source: str | None = None) -> CodeInfo:
-    """The code hash of ``func`` with the list of user code it covers (computed once per function)."""
-    try:
-        per_func = _code_info_cache.get(func)
-    except TypeError:  # not weak-referenceable
-        per_func = None
-    if per_func is not None and source in per_func:
-        return per_func[source]
-    active: set[int] | None = getattr(_walking, "active", None)
-    if active is None:
-        active = _walking.active = set()
-    # A walk started while another one runs (a function inside a constant's value) may be cut short by
-    # the self-reference guards of value hashing: its result is not remembered.
-    nested = bool(active)
-    active.add(id(func))
-    try:
-        info = _CodeWalk(func, source).run()
-    finally:
-        active.discard(id(func))
-    if not nested:
-        try:
-            _code_info_cache.setdefault(func, {})[source] = info
-        except TypeError:
-            pass
-    return info
+    """:meth:`CodeHasher.code_info` of the hasher in effect."""
+    return current_code_hasher().code_info(func, source)
 
 
-@dataclasses.dataclass
-class _Facts:
-    """What never changes for one function or class object: its own hash and the names its code uses."""
-
-    own: str
-    names: tuple[str, ...]  # global names the code loads
-    chains: tuple[tuple[str, ...], ...] | None  # dotted references ``a.b.c`` (None: no source, use co_names)
-    local_imports: tuple[tuple[str, str], ...]  # (alias, module) imported inside the body
-    from_imports: tuple[tuple[str, str], ...]  # (module, name) imported inside the body with ``from``
-    file: str | None
-    line: int | None
-    source: str | None
+def class_code(cls: type) -> bytes:
+    """:meth:`CodeHasher.class_code` of the hasher in effect."""
+    return current_code_hasher().class_code(cls)
 
 
-_facts_cache: weakref.WeakKeyDictionary[Any, dict[tuple[str | None, bool], _Facts]] = weakref.WeakKeyDictionary()
-_CONSTANT_TYPES = (type(None), bool, int, float, complex, str, bytes, tuple, list, dict, set, frozenset)
-_MAX_CONTAINER_SCAN = 1000
-
-
-def _code_names(code: types.CodeType) -> set[str]:
-    names: set[str] = set()
-    todo = [code]
-    while todo:
-        c = todo.pop()
-        names.update(c.co_names)
-        todo.extend(k for k in c.co_consts if isinstance(k, types.CodeType))
-    return names
-
-
-def _dotted(node: ast.Attribute) -> tuple[str, ...] | None:
-    parts: list[str] = []
-    cur: ast.expr = node
-    while isinstance(cur, ast.Attribute):
-        parts.append(cur.attr)
-        cur = cur.value
-    if isinstance(cur, ast.Name):
-        return (cur.id, *reversed(parts))
-    return None
-
-
-def _scan_nodes(nodes: list[ast.AST]) -> tuple[set[str], set[tuple[str, ...]], set[tuple[str, str]],
-                                                 set[tuple[str, str]]]:
-    names: set[str] = set()
-    chains: set[tuple[str, ...]] = set()
-    local_imports: set[tuple[str, str]] = set()
-    from_imports: set[tuple[str, str]] = set()
-    for top in nodes:
-        for node in ast.walk(top):
-            if isinstance(node, ast.Name):
-                names.add(node.id)
-            elif isinstance(node, ast.Attribute):
-                chain = _dotted(node)
-                if chain is not None:
-                    chains.add(chain)
-            elif isinstance(node, ast.Import):
-                for alias in node.names:
-                    if alias.asname:
-                        local_imports.add((alias.asname, alias.name))
-                    else:
-                        local_imports.add((alias.name.split(".")[0], alias.name.split(".")[0]))
-            elif isinstance(node, ast.ImportFrom) and (node.level or node.module):
-                # Relative imports keep their dots; they are resolved against the importing package.
-                source = "." * node.level + (node.module or "")
-                for alias in node.names:
-                    if alias.name != "*":
-                        from_imports.add((source, alias.name))
-    return names, chains, local_imports, from_imports
-
-
-def _location(code: types.CodeType | None) -> tuple[str | None, int | None]:
-    if code is None:
-        return None, None
-    return _display_path(code.co_filename), code.co_firstlineno
-
-
-def _display_path(path: str | None) -> str | None:
-    """A file path as a user reads it: relative to the working directory when inside it."""
-    if not path or path.startswith("<"):
-        return path
-    try:
-        rel = os.path.relpath(path)
-    except ValueError:
-        return path
-    return path if rel.startswith("..") else rel
-
-
-def _function_facts(func: Any, source: str | None, root: bool) -> _Facts:
-    key = (source, root)
-    try:
-        per = _facts_cache.get(func)
-    except TypeError:
-        per = None
-    if per is not None and key in per:
-        return per[key]
-    code: types.CodeType | None = getattr(func, "__code__", None)
-    if source is not None:
-        text: str | None = source
-    elif code is not None:
-        text = _code_source(code)
-    else:
-        text = None
-    own = _compute_code_hash(func, text, keep_decorators=not root, given=source is not None)
-    co_names = _code_names(code) if code is not None else set()
-    tree = None
-    if text is not None:
-        try:
-            tree = _parse_source(text)
-        except SyntaxError:
-            tree = None
-    if tree is not None:
-        names, chains, local_imports, from_imports = _scan_nodes([tree])
-        used_names = co_names & names if code is not None else names
-        if not root:
-            # A helper's decorators are not in its code object, but they are part of what it does.
-            decorators = [d for top in tree.body if isinstance(top, ast.FunctionDef | ast.AsyncFunctionDef)
-                          for d in top.decorator_list]
-            used_names |= _scan_nodes(list(decorators))[0]
-        used = tuple(sorted(used_names))
-        facts = _Facts(own, used, tuple(sorted(chains)), tuple(sorted(local_imports)), tuple(sorted(from_imports)),
-                       *_location(code), text)
-    else:
-        facts = _Facts(own, tuple(sorted(co_names)), None, (), (), *_location(code), text)
-    try:
-        _facts_cache.setdefault(func, {})[key] = facts
-    except TypeError:
-        pass
-    return facts
-
-
-# (kind, qualified name) -> (object, digest, preview) of module values as first hashed in this process.
-_pinned_values: dict[tuple[str, str], tuple[Any, str, str]] = {}
-
-
-def _class_facts(cls: type) -> _Facts | None:
-    try:
-        per = _facts_cache.get(cls)
-    except TypeError:
-        per = None
-    if per is not None and (None, False) in per:
-        return per[(None, False)]
-    found = _class_source(cls)
-    if found is None:
-        return None
-    text, path, line = found
-    try:
-        tree = _parse_source(text)
-        own = hash_struct("class", normalize_source(text, keep_decorators=True))
-    except SyntaxError:
-        return None
-    # The class body outside its methods' bodies (decorators, bases, class attributes, default values):
-    # the methods' own references are found from their code objects.
-    parts: list[ast.AST] = []
-    stack: list[ast.AST] = list(tree.body)
-    while stack:
-        node = stack.pop()
-        if isinstance(node, ast.ClassDef):
-            parts.extend(node.decorator_list)
-            parts.extend(node.bases)
-            parts.extend(node.keywords)
-            stack.extend(node.body)
-        elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
-            parts.extend(node.decorator_list)
-        else:
-            parts.append(node)
-    names, chains, local_imports, from_imports = _scan_nodes(parts)
-    facts = _Facts(own, tuple(sorted(names)), tuple(sorted(chains)), tuple(sorted(local_imports)),
-                   tuple(sorted(from_imports)), _display_path(path), line, text)
-    try:
-        _facts_cache.setdefault(cls, {})[(None, False)] = facts
-    except TypeError:
-        pass
-    return facts
-
-
-def _short_preview(value: Any) -> str:
-    return preview(value)
+# ------------------------------------------------------------------------------- transitive code
+#
+# A function's code hash covers its own normalized source and, beyond it, the user code it reaches: the plain
+# functions, classes (with their methods), module constants, closure variables and default values it refers
+# to, and the user modules it imports (at module level or in its body), transitively, within the user's own
+# modules. The walk is breadth-first over objects (so cycles and deep call chains cost nothing special) and
+# the result is a *set* of items, each hashed from its own source or value: the same starting function gives
+# the same hash whatever order the items are met in. Per-object facts (normalized source, referenced names)
+# are kept by the hasher; name resolution is redone per walk.
 
 
 def _is_slothflow_object(value: Any) -> bool:
@@ -347,7 +273,8 @@ def _function_name(func: types.FunctionType) -> str:
 class _CodeWalk:
     """One breadth-first walk from a function over the user code it reaches."""
 
-    def __init__(self, root: Callable[..., Any], source: str | None) -> None:
+    def __init__(self, hasher: CodeHasher, root: Any, source: str | None) -> None:
+        self.hasher = hasher
         self.root = root
         self.source = source
         module = getattr(root, "__module__", None) or ""
@@ -362,21 +289,21 @@ class _CodeWalk:
         self.todo: collections.deque[tuple[str, str, Any]] = collections.deque()
 
     def run(self) -> CodeInfo:
-        facts = _function_facts(self.root, self.source, root=True)
+        facts = self.hasher.function_facts(self.root, self.source, root=True)
         self._function_refs(self.root, facts, root=True)
         todo = self.todo
         while todo:
-            self._visit(*todo.popleft())
+            self.visit(*todo.popleft())
         manifest = tuple(self.entries[k] for k in sorted(self.entries))
         if manifest:
             # File and line never count: moving code around is not a change.
-            parts = sorted(f"{e['kind']}:{self._relative(e['name'])}={e['hash']}" for e in manifest)
+            parts = sorted(f"{e['kind']}:{self.relative(e['name'])}={e['hash']}" for e in manifest)
             combined = hash_struct("code+", facts.own, *parts)
         else:
             combined = facts.own
         return CodeInfo(combined, facts.own, manifest, frozenset(self.modules))
 
-    def _relative(self, name: str) -> str:
+    def relative(self, name: str) -> str:
         for prefix in self.prefixes:
             if name.startswith(prefix):
                 return name[len(prefix):]
@@ -393,10 +320,25 @@ class _CodeWalk:
         top = module_name.split(".")[0]
         if top == "slothflow" or top in sys.builtin_module_names or top in sys.stdlib_module_names:
             return
-        if not _is_user_code(module_name):
+        if not self.hasher.is_user_code(module_name):
             self.modules.add(top)
 
-    def _function_refs(self, func: Any, facts: _Facts, root: bool = False) -> None:
+    def _import(self, name: str) -> types.ModuleType | None:
+        """The module an ``import`` in user code names, if it is user code (imported now when needed: the
+        code will import it anyway). Other modules are noted for the environment; a user module that
+        cannot be imported here counts by its source file, or by its name when there is none."""
+        modules = self.hasher.modules
+        if not modules.is_user_code(name):
+            self._note_module(name)
+            return None
+        module = modules.load(name)
+        if module is not None or name.split(".")[0] == "__main__":
+            return module
+        digest, path, shown = modules.unresolved(name)
+        self._add("import", name, digest, display_path(path), None, shown)
+        return None
+
+    def _function_refs(self, func: Any, facts: Facts, root: bool = False) -> None:
         todo = self.todo
         glb = getattr(func, "__globals__", None)
         if not isinstance(glb, dict):
@@ -405,45 +347,31 @@ class _CodeWalk:
         for name in facts.names:
             if name in glb:
                 todo.append(("constant", f"{module_name}.{name}", glb[name]))
-        imports = dict(facts.local_imports)
-        for module in imports.values():
-            self._note_module(module)
+        package = str(glb.get("__package__") or module_name.rpartition(".")[0])
+        imports: dict[str, types.ModuleType] = {}
+        for alias, imported, bound in facts.local_imports:
+            module = self._import(imported)
+            bound_module = module if bound == imported else sys.modules.get(bound)
+            if module is not None and bound_module is not None:
+                imports[alias] = bound_module
         if facts.chains is not None:
             for chain in facts.chains:
                 head = chain[0]
-                if head in imports:
-                    target = sys.modules.get(imports[head])
-                elif head in glb and head in facts.names:
+                target: Any = imports.get(head)
+                if target is None and head in glb and head in facts.names:
                     target = glb[head]
-                else:
-                    continue
                 if isinstance(target, types.ModuleType):
                     self._follow(target, chain[1:])
         else:  # no source: any attribute name the code uses may be taken from a module it refers to
             code = getattr(func, "__code__", None)
-            attrs = sorted(_code_names(code)) if code is not None else []
+            attrs = sorted(code_names(code)) if code is not None else []
             for name in facts.names:
                 target = glb.get(name)
                 if isinstance(target, types.ModuleType):
                     for attr in attrs:
                         self._follow(target, (attr,))
-        package = str(glb.get("__package__") or module_name.rpartition(".")[0])
-        for module, attr in facts.from_imports:
-            if module.startswith("."):
-                try:
-                    module = importlib.util.resolve_name(module, package)
-                except (ImportError, ValueError):
-                    continue
-            self._note_module(module)
-            target = sys.modules.get(module)
-            if target is not None:
-                self._follow(target, (attr,))
-                imported = getattr(target, attr, None)
-                if isinstance(imported, types.ModuleType) and facts.chains is not None:
-                    # ``from . import helpers`` then ``helpers.compute(x)``: follow the attribute chains too.
-                    for chain in facts.chains:
-                        if chain[0] == attr:
-                            self._follow(imported, chain[1:])
+        for module_ref, attr in facts.from_imports:
+            self._from_import(module_ref, attr, package, facts)
         owner = _qualname(func)
         code = getattr(func, "__code__", None)
         closure = getattr(func, "__closure__", None)
@@ -464,14 +392,39 @@ class _CodeWalk:
         for param in sorted(kwdefaults):
             todo.append(("default", f"{owner}::{param}", kwdefaults[param]))
 
+    def _from_import(self, module_ref: str, attr: str, package: str, facts: Facts) -> None:
+        """``from module_ref import attr``: only ``attr`` counts (and, if it is a module, what the code
+        takes from it), not the rest of the module."""
+        module_name = module_ref
+        if module_ref.startswith("."):
+            try:
+                module_name = importlib.util.resolve_name(module_ref, package)
+            except (ImportError, ValueError):
+                self._add("import", f"{module_ref}.{attr}", hash_struct("import-missing", module_ref, attr),
+                          None, None, "not found")
+                return
+        target = self._import(module_name)
+        if target is None:
+            return
+        self._follow(target, (attr,))
+        imported = getattr(target, attr, None)
+        if isinstance(imported, types.ModuleType) and facts.chains is not None:
+            # ``from . import helpers`` then ``helpers.compute(x)``: follow the attribute chains too.
+            for chain in facts.chains:
+                if chain[0] == attr:
+                    self._follow(imported, chain[1:])
+
     def _follow(self, module: types.ModuleType, attrs: tuple[str, ...]) -> None:
         """Resolve ``module.a.b``: through user modules, to the first object that is not a module."""
         for attr in attrs:
             name = getattr(module, "__name__", "")
-            if not _is_user_code(name):
+            if not self.hasher.is_user_code(name):
                 self._note_module(name)
                 return
             value = getattr(module, attr, _MISSING)
+            if value is _MISSING and hasattr(module, "__path__"):
+                # A submodule of a user package that nothing imported yet (``from . import helpers``).
+                value = self.hasher.modules.load(f"{name}.{attr}") or _MISSING
             if value is _MISSING:
                 return
             if not isinstance(value, types.ModuleType):
@@ -480,7 +433,7 @@ class _CodeWalk:
             module = value
         self._note_module(getattr(module, "__name__", ""))
 
-    def _visit(self, kind: str, name: str, value: Any) -> None:
+    def visit(self, kind: str, name: str, value: Any) -> None:
         if isinstance(value, types.ModuleType):
             self._note_module(value.__name__)
             return
@@ -502,7 +455,7 @@ class _CodeWalk:
                     self.todo.append((kind, name, part))
             return
         cls = type(value)
-        user_type = _is_user_code(getattr(cls, "__module__", None)) and cls.__module__ != "builtins"
+        user_type = self.hasher.is_user_code(getattr(cls, "__module__", None)) and cls.__module__ != "builtins"
         if user_type:
             self.todo.append(("class", "", cls))
         else:
@@ -515,14 +468,17 @@ class _CodeWalk:
             if isinstance(wrapped, types.FunctionType):  # functools.lru_cache and other C-level wrappers
                 self._visit_function(wrapped)
             return  # a library's callable (a ufunc, a builtin): its package version is what can change
+        self._visit_value(kind, name, value)
+
+    def _visit_value(self, kind: str, name: str, value: Any) -> None:
         key = id(value)
         if (key, name) in self.seen_values:
             return
         self.seen_values.add((key, name))
         self.keep.append(value)
-        pinned = _pinned_values.get((kind, name))
+        pinned = self.hasher.pinned.get((kind, name))
         if pinned is not None and pinned[0] is value:
-            # The same object as when first hashed in this process: a memo or list that task bodies filled
+            # The same object as when first hashed by this hasher: a memo or list that task bodies filled
             # in place since is state, not code. A name bound to another object (a notebook cell re-run,
             # ``K = 500``) is hashed anew.
             self._add(kind, name, pinned[1], None, None, pinned[2])
@@ -536,8 +492,8 @@ class _CodeWalk:
             return
         finally:
             _active.tasks_by_name = False
-        shown = _short_preview(value)
-        _pinned_values[(kind, name)] = (value, digest, shown)
+        shown = preview(value)
+        self.hasher.pinned[(kind, name)] = (value, digest, shown)
         self._add(kind, name, digest, None, None, shown)
         if isinstance(value, list | tuple | set | frozenset | dict):
             # Classes inside a constant (a registry of types) are hashed by name in its value: add their code.
@@ -551,10 +507,10 @@ class _CodeWalk:
             return
         self.seen.add(id(func))
         self.keep.append(func)
-        if not _is_user_code(func.__module__):
+        if not self.hasher.is_user_code(func.__module__):
             self._note_module(func.__module__)
             return
-        facts = _function_facts(func, None, root=False)
+        facts = self.hasher.function_facts(func, None, root=False)
         self._add("function", _function_name(func), facts.own, facts.file, facts.line, facts.source)
         self._function_refs(func, facts)
         wrapped = getattr(func, "__wrapped__", None)
@@ -566,10 +522,10 @@ class _CodeWalk:
             return
         self.seen.add(id(cls))
         self.keep.append(cls)
-        if not _is_user_code(cls.__module__) or cls.__module__ == "builtins":
+        if not self.hasher.is_user_code(cls.__module__) or cls.__module__ == "builtins":
             self._note_module(cls.__module__)
             return
-        facts = _class_facts(cls)
+        facts = self.hasher.class_facts(cls)
         module = sys.modules.get(cls.__module__)
         if facts is None:
             # No source (defined through exec, or by type()): its methods' code is all there is.
@@ -592,100 +548,9 @@ class _CodeWalk:
                         continue
                     self.seen.add(id(part))
                     # The method's text is part of the class's; only what it refers to is added.
-                    self._function_refs(part, _function_facts(part, None, root=False))
+                    part_facts = self.hasher.function_facts(part, None, root=False)
+                    self._function_refs(part, part_facts)
                     if facts is None:
-                        self._add("function", _qualname(part), _function_facts(part, None, root=False).own,
-                                  None, None, None)
+                        self._add("function", _qualname(part), part_facts.own, None, None, None)
                 elif isinstance(part, types.FunctionType):
                     self.todo.append(("function", "", part))
-
-
-_MISSING = object()
-
-
-_user_code_cache: dict[str, bool] = {}
-
-
-def _is_user_code(module_name: str | None) -> bool:
-    """True for the user's own modules (scripts, notebooks, their package), false for slothflow, the
-    standard library and installed packages."""
-    if not module_name:
-        return True
-    known = _user_code_cache.get(module_name)
-    if known is not None:
-        return known
-    result = True
-    top = module_name.split(".")[0]
-    if top == "slothflow" or top in sys.builtin_module_names or top in sys.stdlib_module_names:
-        result = False
-    else:
-        module = sys.modules.get(module_name)
-        path = getattr(module, "__file__", None)
-        if path:
-            import sysconfig
-
-            real = str(pathlib.Path(path).resolve())
-            parts = pathlib.Path(real).parts
-            if "site-packages" in parts or "dist-packages" in parts:
-                result = False
-            for key in ("stdlib", "platstdlib", "purelib", "platlib"):
-                prefix = sysconfig.get_paths().get(key)
-                if prefix and real.startswith(str(pathlib.Path(prefix).resolve())):
-                    result = False
-                    break
-    _user_code_cache[module_name] = result
-    return result
-
-
-def _compute_code_hash(func: Callable[..., Any], text: str | None, keep_decorators: bool = False,
-                       given: bool = False) -> str:
-    """The hash of a function's own code: its normalized source ``text`` (``given`` by the user, or found
-    for it), or its code object when there is no source."""
-    code = getattr(func, "__code__", None)
-    if text is not None:
-        lambda_code = code if not given and getattr(func, "__name__", "") == "<lambda>" else None
-        try:
-            normalized = normalize_source(text, keep_decorators)
-        except SyntaxError:
-            # A lambda inside a larger expression, for example: hash the raw text instead.
-            normalized = None
-        if lambda_code is not None:
-            # The source of a lambda is the whole statement around it, which may hold several lambdas:
-            # the code object tells them apart.
-            return hash_struct("lambda", normalized or text.strip(), code_object_digest(lambda_code))
-        if normalized is not None:
-            return hash_struct("source", normalized)
-        return hash_struct("text", text.strip())
-    if code is None:
-        raise HashingError(f"cannot hash the code of {func!r}: it has no source and no code object")
-    # Without source, default values are not part of any text we hash: add them explicitly.
-    defaults: list[str | None] = []
-    for d in (getattr(func, "__defaults__", None), getattr(func, "__kwdefaults__", None)):
-        if d:
-            try:
-                defaults.append(hash_value(d))
-            except HashingError:
-                defaults.append(repr(sorted(d) if isinstance(d, dict) else d))
-        else:
-            defaults.append(None)
-    return hash_struct("code", code_object_digest(code), *defaults)
-
-
-def code_object_digest(code: types.CodeType) -> bytes:
-    """A digest of a code object, for functions defined without source (REPL, ``exec``).
-
-    It covers the bytecode, constants (recursively), names and signature shape, so any change of the
-    function changes it. Bytecode differs between Python versions, so such tasks are cached per
-    interpreter version.
-    """
-    h = hashlib.sha256()
-    h.update(sys.version.split()[0].encode())
-    h.update(code.co_code)
-    for const in code.co_consts:
-        if isinstance(const, types.CodeType):
-            h.update(code_object_digest(const))
-        else:
-            h.update(_digest(const, 0))
-    h.update(repr((code.co_names, code.co_varnames, code.co_freevars, code.co_argcount,
-                   code.co_kwonlyargcount, code.co_flags)).encode())
-    return h.digest()

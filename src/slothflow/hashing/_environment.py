@@ -10,7 +10,8 @@ project (``[scheduler] env_policy``): ``"ignore"`` (the default: versions are re
 ``"minor"`` (a change of major.minor of Python or of a package counts) or ``"exact"`` (any version change
 counts). The policy-relevant part is folded into the call's eval hash by the scheduler.
 
-Everything is computed once per process: the module-to-distribution map lazily, each task's fingerprint once.
+An :class:`EnvironmentCache` remembers the module-to-distribution map (built lazily), versions and each task's
+fingerprint; the module functions use the process's default one.
 """
 
 from __future__ import annotations
@@ -71,14 +72,6 @@ def check_policy(policy: Any, where: str) -> str:
     return value
 
 
-_lock = threading.Lock()
-_module_dists: dict[str, tuple[str, ...]] = {}
-_all_module_dists: dict[str, list[str]] | None = None
-_versions: dict[str, str | None] = {}
-_task_envs: dict[tuple[str, str], Environment] = {}
-_task_env_json: dict[tuple[str, str], str] = {}
-
-
 def _provides(dist: Any, top: str) -> bool:
     """True when the distribution installs the top-level module ``top``."""
     try:
@@ -98,70 +91,108 @@ def _provides(dist: Any, top: str) -> bool:
     return False
 
 
-def distributions_of(top: str) -> tuple[str, ...]:
-    """The installed distributions providing the top-level module ``top`` (usually one; none for user code)."""
-    found = _module_dists.get(top)
-    if found is not None:
-        return found
-    import importlib.metadata as md
+class EnvironmentCache:
+    """Which distributions provide which modules, their versions, and each task's fingerprint, remembered
+    for the owner's lifetime (installing a package in a notebook is seen by a new cache, not by this one)."""
 
-    # Fast path: most distributions are named like their module; the full map (which reads the file list of
-    # every installed distribution, ~0.1 s) is built only for the others (yaml -> PyYAML, sklearn -> ...).
-    names: tuple[str, ...] = ()
-    try:
-        dist = md.distribution(top)
-    except md.PackageNotFoundError:
-        dist = None
-    if dist is not None and _provides(dist, top):
-        names = (dist.metadata["Name"] or top,)
-    else:
-        global _all_module_dists
-        with _lock:
-            if _all_module_dists is None:
-                _all_module_dists = {k: list(v) for k, v in md.packages_distributions().items()}
-        names = tuple(sorted(set(_all_module_dists.get(top, []))))
-    _module_dists[top] = names
-    return names
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._module_dists: dict[str, tuple[str, ...]] = {}
+        self._all_module_dists: dict[str, list[str]] | None = None
+        self._versions: dict[str, str | None] = {}
+        self._task_envs: dict[tuple[str, str], Environment] = {}
+        self._task_env_json: dict[tuple[str, str], str] = {}
+
+    def distributions_of(self, top: str) -> tuple[str, ...]:
+        """The installed distributions providing the top-level module ``top`` (usually one; none for user
+        code)."""
+        found = self._module_dists.get(top)
+        if found is not None:
+            return found
+        import importlib.metadata as md
+
+        # Fast path: most distributions are named like their module; the full map (which reads the file list
+        # of every installed distribution, ~0.1 s) is built only for the others (yaml -> PyYAML, sklearn -> ...).
+        names: tuple[str, ...] = ()
+        try:
+            dist = md.distribution(top)
+        except md.PackageNotFoundError:
+            dist = None
+        if dist is not None and _provides(dist, top):
+            names = (dist.metadata["Name"] or top,)
+        else:
+            with self._lock:
+                if self._all_module_dists is None:
+                    self._all_module_dists = {k: list(v) for k, v in md.packages_distributions().items()}
+                names = tuple(sorted(set(self._all_module_dists.get(top, []))))
+        self._module_dists[top] = names
+        return names
+
+    def distribution_version(self, name: str) -> str | None:
+        if name not in self._versions:
+            import importlib.metadata as md
+
+            try:
+                self._versions[name] = md.version(name)
+            except md.PackageNotFoundError:
+                self._versions[name] = None
+        return self._versions[name]
+
+    def environment_of_modules(self, modules: frozenset[str] | set[str]) -> Environment:
+        packages: dict[str, str] = {}
+        for top in sorted(modules):
+            for dist in self.distributions_of(top):
+                version = self.distribution_version(dist)
+                if version is not None:
+                    packages[dist] = version
+        return Environment(platform.python_version(), packages)
+
+    def task_environment(self, task: Any) -> Environment:
+        """The environment fingerprint of a task: computed once per task hash."""
+        key = (task.fullname, task.hash)
+        env = self._task_envs.get(key)
+        if env is None:
+            try:
+                modules = task.code_info.modules
+            except Exception:  # no code to walk (an undefined task stand-in)
+                modules = frozenset()
+            env = self._task_envs[key] = self.environment_of_modules(modules)
+        return env
+
+    def task_environment_json(self, task: Any) -> str:
+        """:meth:`task_environment` as the JSON text recorded on each job (serialized once per task)."""
+        key = (task.fullname, task.hash)
+        text = self._task_env_json.get(key)
+        if text is None:
+            text = self._task_env_json[key] = self.task_environment(task).to_json()
+        return text
+
+
+_default_cache = EnvironmentCache()
+
+
+def default_environment_cache() -> EnvironmentCache:
+    """The process's own environment cache, used by the functions below."""
+    return _default_cache
+
+
+def distributions_of(top: str) -> tuple[str, ...]:
+    return _default_cache.distributions_of(top)
 
 
 def distribution_version(name: str) -> str | None:
-    if name not in _versions:
-        import importlib.metadata as md
-
-        try:
-            _versions[name] = md.version(name)
-        except md.PackageNotFoundError:
-            _versions[name] = None
-    return _versions[name]
+    return _default_cache.distribution_version(name)
 
 
 def environment_of_modules(modules: frozenset[str] | set[str]) -> Environment:
-    packages: dict[str, str] = {}
-    for top in sorted(modules):
-        for dist in distributions_of(top):
-            version = distribution_version(dist)
-            if version is not None:
-                packages[dist] = version
-    return Environment(platform.python_version(), packages)
+    return _default_cache.environment_of_modules(modules)
 
 
 def task_environment(task: Any) -> Environment:
-    """The environment fingerprint of a task: computed once per task per process."""
-    key = (task.fullname, task.hash)
-    env = _task_envs.get(key)
-    if env is None:
-        try:
-            modules = task.code_info.modules
-        except Exception:  # no code to walk (an undefined task stand-in)
-            modules = frozenset()
-        env = _task_envs[key] = environment_of_modules(modules)
-    return env
+    """:meth:`EnvironmentCache.task_environment` of the default cache."""
+    return _default_cache.task_environment(task)
 
 
 def task_environment_json(task: Any) -> str:
-    """:func:`task_environment` as the JSON text recorded on each job (serialized once per task)."""
-    key = (task.fullname, task.hash)
-    text = _task_env_json.get(key)
-    if text is None:
-        text = _task_env_json[key] = task_environment(task).to_json()
-    return text
+    """:meth:`EnvironmentCache.task_environment_json` of the default cache."""
+    return _default_cache.task_environment_json(task)

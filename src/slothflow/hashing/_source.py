@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import ast
 import inspect
+import linecache
+import os
 import sys
 import textwrap
 import types
@@ -69,53 +71,75 @@ def _code_source(code: types.CodeType) -> str | None:
         return None
 
 
-# Class sources, located through one parse per file (inspect.getsource parses the whole file per class).
-_class_index: dict[str, tuple[list[str], dict[str, list[tuple[int, int]]]]] = {}
-
-
-def _class_source(cls: type) -> tuple[str, str, int] | None:
-    """(source, file, first line) of a class defined in a file, decorators included."""
-    module = sys.modules.get(cls.__module__)
-    path = getattr(module, "__file__", None)
-    if not path:
+def file_token(path: str) -> tuple[int, int] | None:
+    """(mtime_ns, size) of a source file: what tells that it was edited since it was read."""
+    try:
+        st = os.stat(path)
+    except OSError:
         return None
-    import linecache
+    return st.st_mtime_ns, st.st_size
 
-    lines = linecache.getlines(path, getattr(module, "__dict__", None))
-    if not lines:
-        return None
-    cached = _class_index.get(path)
-    if cached is None or cached[0] is not lines:
-        try:
-            tree = ast.parse("".join(lines))
-        except SyntaxError:
+
+class SourceIndex:
+    """Class sources, located through one parse per file (``inspect.getsource`` parses the whole file per
+    class). A file's index is kept until the file's size or mtime changes, so that a long-lived process (a
+    notebook, a test session) that reloads an edited module sees the new source."""
+
+    def __init__(self) -> None:
+        self._files: dict[str, tuple[tuple[int, int] | None, list[str], dict[str, list[tuple[int, int]]]]] = {}
+
+    def class_source(self, cls: type) -> tuple[str, str, int] | None:
+        """(source, file, first line) of a class defined in a file, decorators included."""
+        module = sys.modules.get(cls.__module__)
+        path = getattr(module, "__file__", None)
+        if not path:
             return None
-        spans: dict[str, list[tuple[int, int]]] = {}
-        # Statements only (classes are defined by statements): expressions, the bulk of a file, are skipped.
-        stack: list[tuple[list[Any], str]] = [(tree.body, "")]
-        while stack:
-            body, prefix = stack.pop()
-            for child in body:
-                if isinstance(child, ast.ClassDef):
-                    qual = prefix + child.name
-                    start = min([child.lineno] + [d.lineno for d in child.decorator_list])
-                    spans.setdefault(qual, []).append((start, child.end_lineno or child.lineno))
-                    stack.append((child.body, qual + "."))
-                elif isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef):
-                    stack.append((child.body, prefix + child.name + ".<locals>."))
-                else:
-                    for attr in ("body", "orelse", "finalbody", "handlers", "cases"):
-                        inner = getattr(child, attr, None)
-                        if isinstance(inner, list):
-                            stack.append((inner, prefix))
-                            if attr in ("handlers", "cases"):
-                                stack.extend((getattr(h, "body", []), prefix) for h in inner)
-        cached = _class_index[path] = (lines, spans)
-    candidates = cached[1].get(cls.__qualname__)
-    if not candidates:
+        token = file_token(path)
+        cached = self._files.get(path)
+        if cached is not None and cached[0] != token:
+            linecache.checkcache(path)  # the lines linecache holds are the old ones too
+        lines = linecache.getlines(path, getattr(module, "__dict__", None))
+        if not lines:
+            return None
+        if cached is None or cached[0] != token or cached[1] is not lines:
+            spans = _class_spans(lines)
+            if spans is None:
+                return None
+            cached = self._files[path] = (token, lines, spans)
+        candidates = cached[2].get(cls.__qualname__)
+        if not candidates:
+            return None
+        span = _defining_span(cls, candidates)
+        return "".join(lines[span[0] - 1:span[1]]), path, span[0]
+
+
+def _class_spans(lines: list[str]) -> dict[str, list[tuple[int, int]]] | None:
+    """Where each class of a file is defined, by qualified name (None when the file does not parse)."""
+    try:
+        tree = ast.parse("".join(lines))
+    except SyntaxError:
         return None
-    span = _defining_span(cls, candidates)
-    return "".join(lines[span[0] - 1:span[1]]), path, span[0]
+    spans: dict[str, list[tuple[int, int]]] = {}
+    # Statements only (classes are defined by statements): expressions, the bulk of a file, are skipped.
+    stack: list[tuple[list[Any], str]] = [(tree.body, "")]
+    while stack:
+        body, prefix = stack.pop()
+        for child in body:
+            if isinstance(child, ast.ClassDef):
+                qual = prefix + child.name
+                start = min([child.lineno] + [d.lineno for d in child.decorator_list])
+                spans.setdefault(qual, []).append((start, child.end_lineno or child.lineno))
+                stack.append((child.body, qual + "."))
+            elif isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef):
+                stack.append((child.body, prefix + child.name + ".<locals>."))
+            else:
+                for attr in ("body", "orelse", "finalbody", "handlers", "cases"):
+                    inner = getattr(child, attr, None)
+                    if isinstance(inner, list):
+                        stack.append((inner, prefix))
+                        if attr in ("handlers", "cases"):
+                            stack.extend((getattr(h, "body", []), prefix) for h in inner)
+    return spans
 
 
 def _defining_span(cls: type, spans: list[tuple[int, int]]) -> tuple[int, int]:

@@ -22,8 +22,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from slothflow._errors import TaskDefinitionError, TaskLookupError
-from slothflow.hashing import _code
-from slothflow.hashing._code import CodeInfo, code_info
+from slothflow.hashing._code import CodeInfo, current_code_hasher
 from slothflow.hashing._encode import hash_struct, hash_value
 from slothflow.hashing._environment import ENV_POLICIES
 from slothflow.hashing._source import get_source
@@ -174,7 +173,7 @@ class Task:
         self._options = dict(options or {})
         self._options_override = dict(options_override or {})
         self._hash: str | None = None
-        self._hash_generation = -1
+        self._hash_generation: object = None  # the generation of the code hasher the hash was computed by
         self.signature = inspect.signature(func)
         self.nout: int | None = self.get_task_option("nout")
         if self.nout is None:
@@ -224,15 +223,18 @@ class Task:
 
     @property
     def hash(self) -> str:
-        if self._hash is None or self._hash_generation != _code.code_generation:
+        """Remembered until the code hasher in effect forgets its code hashes (a new run) or another
+        hasher is in effect."""
+        generation = current_code_hasher().generation
+        if self._hash is None or self._hash_generation is not generation:
             self._hash = self._compute_hash()
-            self._hash_generation = _code.code_generation
+            self._hash_generation = generation
         return self._hash
 
     @property
     def code_info(self) -> CodeInfo:
         """The task's code hash with the user code it covers and the installed modules it refers to."""
-        return code_info(self.func, self._source)
+        return current_code_hasher().code_info(self.func, self._source)
 
     @property
     def code_manifest(self) -> list[dict[str, Any]]:

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("slothflow")
 _ATOMIC = (type(None), bool, int, float, complex, str, bytes)
+CORRUPT_REASON = "stored value corrupt"  # how job.reason starts for a call whose recorded value was damaged
 
 
 class Reuse:
@@ -140,10 +141,13 @@ class Reuse:
                 if not self._reuse_final(job, finals.get(job.eval_hash, []), current):
                     full.append(job)
         full.extend(j for j in batch if j.check_valid != "shallow")
-        reductions = store.get_reductions([j.eval_hash for j in full]) if full else {}
+        corrupt: dict[str, str] = {}
+        reductions = store.get_reductions([j.eval_hash for j in full], corrupt) if full else {}
         for job in full:
             hit = reductions.get(job.eval_hash)
             if hit is None:
+                if job.eval_hash in corrupt:
+                    self._corrupt(job, corrupt[job.eval_hash])
                 run.dispatch.miss(job)
                 continue
             value_hash, reduction, job.recorded_call = hit
@@ -170,6 +174,8 @@ class Reuse:
                 continue
             found, value = self.run.store.load_value(value_hash)
             if not found:
+                if self.run.store.corruption(value_hash) is not None:
+                    self._corrupt(job, value_hash)
                 return False
             invalid = first_invalid(value)
             if invalid is not None:
@@ -180,6 +186,15 @@ class Reuse:
             self.run.recorder.finish(job, value, value_hash, subtree_override=subtree)
             return True
         return False
+
+    def _corrupt(self, job: Job, value_hash: str) -> None:
+        """A recorded value whose bytes changed since they were written: never used; the call reruns, and its
+        new result is written over the damaged one."""
+        what = self.run.store.corruption(value_hash) or f"stored value {value_hash[:12]} is corrupt"
+        job.reason = f"{CORRUPT_REASON}: {what}"
+        log.warning("slothflow: the cached result of %s (value %s) is corrupt: its stored bytes changed after "
+                    "they were written; rerunning the call (its new result repairs the store)",
+                    job.describe(), value_hash)
 
     def _mark_reused(self, job: Job) -> None:
         job.status = "cached"

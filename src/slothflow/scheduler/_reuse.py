@@ -21,6 +21,7 @@ from slothflow.model._expression import TaskExpression, iter_expressions
 from slothflow.model._task import Task, _UndefinedTask, get_task_registry
 from slothflow.model._value import first_invalid, preview
 from slothflow.scheduler._job import PENDING, Call, Cell, Job
+from slothflow.store.records import Status
 
 if TYPE_CHECKING:
     from slothflow.scheduler._run import Run
@@ -79,7 +80,7 @@ class Reuse:
             if call is not None:
                 job.call = call
                 cell.call = call
-                job.status = "cached"
+                job.status = Status.CACHED
                 run.loop.then(call.cell, lambda c: run.recorder.joined(job, c, cell))
                 return
         call = Call(job.eval_hash, cell, job)
@@ -197,7 +198,7 @@ class Reuse:
                     job.describe(), value_hash)
 
     def _mark_reused(self, job: Job) -> None:
-        job.status = "cached"
+        job.status = Status.CACHED
         if self.run.dryrun:
             self.run.plan.add_reused(job)
 

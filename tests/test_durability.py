@@ -7,6 +7,7 @@ a fresh process and checks from the side log that no finished work ran again.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sqlite3
@@ -128,6 +129,11 @@ def test_sigkill_mid_run_loses_no_finished_work(tmp_path: Path) -> None:
     with sqlite3.connect(db) as conn:  # recovers the WAL left behind by the killed process
         assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
         assert conn.execute("SELECT status FROM execution").fetchall() == [("running",)]
+    # ... but every later command shows it as interrupted: its scheduler's process is gone
+    shown = subprocess.run([sys.executable, "-m", "slothflow.cli", "--db", uri, "log", "--format", "json"],
+                           cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert shown.returncode == 0, shown.stderr
+    assert [e["status"] for e in json.loads(shown.stdout)] == ["interrupted"]
 
     rerun = subprocess.run(
         [sys.executable, str(script), uri, str(N), "0.1"],

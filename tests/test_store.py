@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sqlite3
 import stat
+import sys
 import threading
 import time
 import uuid
@@ -17,7 +19,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import create_engine, event, inspect, select, text
 
-from slothflow import Scheduler, StoreError, StoreLockedError, StoreVersionError, hash_value, task
+from slothflow import (
+    Scheduler,
+    StoreCorruptError,
+    StoreError,
+    StoreLockedError,
+    StoreVersionError,
+    hash_value,
+    task,
+)
 from slothflow.hashing._encode import hash_struct
 from slothflow.store import HEAD_REVISION, Store
 from slothflow.store import schema as s
@@ -120,7 +130,6 @@ print("opened")
 
 def test_concurrent_first_opens_from_several_processes(db_uri: str, tmp_path: Path) -> None:
     import subprocess
-    import sys
 
     go = tmp_path / "go"
     procs = [
@@ -197,7 +206,8 @@ def test_large_values_go_to_the_blob_folder_atomically(db_uri: str, tmp_path: Pa
     assert rows[hb].storage == "blob" and rows[hb].data is None and rows[hb].size > INLINE_LIMIT
     assert rows[hs].storage == "inline" and rows[hs].data
     files = [p for p in blobs.rglob("*") if p.is_file()]
-    assert [p.name for p in files] == [hb[2:]]
+    # content-addressed: named by the digest of the bytes, which the value row records
+    assert [p.name for p in files] == [hashlib.sha256(files[0].read_bytes()).hexdigest()[2:]]
     assert not any(p.name.startswith(".tmp") for p in blobs.rglob("*"))
     mask = os.umask(0)
     os.umask(mask)
@@ -369,7 +379,7 @@ def test_tag_upserts_in_one_batch(store: Store) -> None:
 def test_file_that_is_not_a_database(tmp_path: Path) -> None:
     path = tmp_path / "junk.db"
     path.write_bytes(b"definitely not sqlite\n" * 200)
-    with pytest.raises(StoreLockedError, match="not a database"):
+    with pytest.raises(StoreCorruptError, match="not a SQLite database.*move it away"):
         Store(f"sqlite:///{path}")
 
 

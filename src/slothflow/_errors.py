@@ -17,7 +17,9 @@ to do about it::
     ├── TaskTimeoutError         an attempt ran longer than its ``timeout`` option (also a TimeoutError)
     ├── StoreError               the database cannot be used
     │   ├── StoreVersionError    the database was written by a newer (or older) schema
-    │   └── StoreLockedError     the database file is locked or unreadable
+    │   ├── StoreLockedError     the database file is locked or unreadable
+    │   ├── StoreCorruptError    the database file is not a database or is damaged (found on opening)
+    │   └── StoreReadOnlyError   the database or its folder cannot be written
     ├── ScriptError              a shell script task exited non-zero (status, stderr tail)
     ├── ConfigError              invalid configuration
     └── CLIError                 bad command-line input (unknown task or file, unparsable value)
@@ -172,3 +174,11 @@ class NestingError(SlothflowError, ValueError):
 
     def __reduce__(self) -> tuple[object, ...]:
         return (type(self), (str(self), self.path, self.kind, self.task_name, self.argument))
+
+
+class StoreCorruptError(StoreError):
+    """The database file is not a database, or is damaged (truncated, overwritten): found when it is opened."""
+
+
+class StoreReadOnlyError(StoreError):
+    """The database or blob folder cannot be written (a read-only folder, file or connection)."""

@@ -15,7 +15,8 @@ from slothflow._errors import CLIError
 from slothflow.provenance.queries import NotFound, execution_detail, job_detail, list_executions, resolve_id
 from slothflow.store import Store
 
-_STATUS_STYLE = {"ran": "green", "cached": "cyan", "failed": "bold red", "running": "yellow", "done": "green"}
+_STATUS_STYLE = {"ran": "green", "cached": "cyan", "failed": "bold red", "running": "yellow", "done": "green",
+                 "interrupted": "magenta"}
 
 
 def _when(ts: float | None) -> str:

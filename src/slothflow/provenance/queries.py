@@ -13,6 +13,7 @@ from sqlalchemy import Connection, func, select
 
 from slothflow._errors import SlothflowError
 from slothflow.store import schema as s
+from slothflow.store.records import Status, effective_status
 
 
 class NotFound(SlothflowError, LookupError):
@@ -28,6 +29,21 @@ def _value_previews(conn: Connection, hashes: set[str]) -> dict[str, dict[str, A
         )
     )
     return {r.value_hash: {"type": r.type_name, "preview": r.preview, "size": r.size} for r in rows}
+
+
+def _status(r: Any) -> str:
+    """An execution's status as it stands now: ``running`` only while its scheduler lives."""
+    return effective_status(r.status, r.host, r.pid, r.heartbeat_at)
+
+
+def execution_status(conn: Connection, execution_id: str) -> str:
+    """The status of one execution (``interrupted`` for a ``running`` one whose scheduler died)."""
+    ex = s.execution
+    r = conn.execute(select(ex.c.status, ex.c.host, ex.c.pid, ex.c.heartbeat_at).where(ex.c.id == execution_id)
+                     ).first()
+    if r is None:
+        raise NotFound(f"no execution {execution_id}")
+    return _status(r)
 
 
 def list_executions(conn: Connection, limit: int = 20) -> list[dict[str, Any]]:
@@ -53,7 +69,7 @@ def list_executions(conn: Connection, limit: int = 20) -> list[dict[str, Any]]:
     return [
         {
             "id": r.id,
-            "status": r.status,
+            "status": _status(r),
             "started_at": r.started_at,
             "ended_at": r.ended_at,
             "duration": (r.ended_at - r.started_at) if r.ended_at else None,
@@ -112,7 +128,12 @@ def execution_detail(conn: Connection, execution_id: str) -> dict[str, Any]:
     rows = conn.execute(
         select(s.job).where(s.job.c.execution_id == execution_id).order_by(s.job.c.started_at)
     ).all()
+    status = _status(ex)
     jobs = {r.id: {**_job_dict(r), "children": []} for r in rows}
+    if status == Status.INTERRUPTED:  # its scheduler died: nothing of it is still running
+        for job in jobs.values():
+            if job["status"] == Status.RUNNING:
+                job["status"] = Status.INTERRUPTED.value
     roots: list[dict[str, Any]] = []
     for job in jobs.values():
         parent = jobs.get(job["parent_id"] or "")
@@ -128,7 +149,7 @@ def execution_detail(conn: Connection, execution_id: str) -> dict[str, Any]:
     ]
     return {
         "id": ex.id,
-        "status": ex.status,
+        "status": status,
         "started_at": ex.started_at,
         "ended_at": ex.ended_at,
         "duration": (ex.ended_at - ex.started_at) if ex.ended_at else None,

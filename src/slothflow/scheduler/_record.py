@@ -19,6 +19,7 @@ from slothflow._errors import HashingError, SerializationError
 from slothflow.hashing._encode import hash_struct, hash_value
 from slothflow.model._value import Value
 from slothflow.scheduler._job import Cell, Job
+from slothflow.store.records import Status
 
 if TYPE_CHECKING:
     from slothflow.scheduler._run import Run
@@ -47,8 +48,8 @@ class Recorder:
             user = str(os.getuid())
         run.store.start_execution({
             "id": run.execution_id, "root_job": None, "args": json.dumps(list(argv)), "user": user,
-            "host": socket.gethostname(), "cwd": os.getcwd(), "status": "running", "started_at": time.time(),
-            "ended_at": None,
+            "host": socket.gethostname(), "pid": os.getpid(), "cwd": os.getcwd(), "status": Status.RUNNING,
+            "started_at": time.time(), "ended_at": None,
         })
         if tags:
             run.store.add_tags("execution", run.execution_id, tags)
@@ -69,7 +70,7 @@ class Recorder:
         run = self.run
         job.ended = time.time()
         if c.state == 2:  # ERROR
-            job.status = "failed"
+            job.status = Status.FAILED
             job.error = c.value
             self.record_job(job)
             run.loop.fail(cell, c.value)
@@ -100,7 +101,7 @@ class Recorder:
                 self._record_call(job, value_hash)
             call.value_hash = value_hash
             self.record_job(job)
-        if job.status == "cached":
+        if job.status == Status.CACHED:
             run.stats.cached += 1
             self.emit("cached", job)
         else:
@@ -154,14 +155,14 @@ class Recorder:
     def retrying(self, job: Job, error: BaseException, wait: float) -> None:
         """A failed attempt that will be retried: recorded on the job, never cached."""
         job.reason = f"attempt {job.attempt} failed ({type(error).__name__}: {error}); retrying in {wait:g} s"
-        job.status = "retrying"
+        job.status = Status.RETRYING
         self.emit("retrying", job)
         if job.prov and not self.run.dryrun:
             self.record_job(job)
 
     def failed(self, job: Job, error: BaseException, tb: str, cell: Cell, origin: bool = True) -> None:
         run = self.run
-        job.status = "failed"
+        job.status = Status.FAILED
         job.ended = time.time()
         job.error = error
         if origin and id(error) not in self.error_origins:
@@ -183,7 +184,7 @@ class Recorder:
     def interrupted(self, jobs: list[Job]) -> None:
         """Jobs cut short by Ctrl-C: recorded as interrupted (never cached)."""
         for job in jobs:
-            job.status = "interrupted"
+            job.status = Status.INTERRUPTED
             job.ended = time.time()
             if job.prov and not self.run.dryrun:
                 self.record_job(job)
@@ -201,7 +202,7 @@ class Recorder:
             "task_name": job.task.fullname,
             "eval_hash": job.eval_hash,
             "call_hash": call.call_hash if call is not None else None,
-            "status": job.status,
+            "status": str(job.status),
             "executor": job.executor,
             "started_at": job.started,
             "ended_at": job.ended,

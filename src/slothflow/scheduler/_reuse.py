@@ -21,12 +21,14 @@ from slothflow.model._expression import TaskExpression, iter_expressions
 from slothflow.model._task import Task, _UndefinedTask, get_task_registry
 from slothflow.model._value import first_invalid, preview
 from slothflow.scheduler._job import PENDING, Call, Cell, Job
+from slothflow.store.records import Status
 
 if TYPE_CHECKING:
     from slothflow.scheduler._run import Run
 
 log = logging.getLogger("slothflow")
 _ATOMIC = (type(None), bool, int, float, complex, str, bytes)
+CORRUPT_REASON = "stored value corrupt"  # how job.reason starts for a call whose recorded value was damaged
 
 
 class Reuse:
@@ -78,7 +80,7 @@ class Reuse:
             if call is not None:
                 job.call = call
                 cell.call = call
-                job.status = "cached"
+                job.status = Status.CACHED
                 run.loop.then(call.cell, lambda c: run.recorder.joined(job, c, cell))
                 return
         call = Call(job.eval_hash, cell, job)
@@ -140,10 +142,13 @@ class Reuse:
                 if not self._reuse_final(job, finals.get(job.eval_hash, []), current):
                     full.append(job)
         full.extend(j for j in batch if j.check_valid != "shallow")
-        reductions = store.get_reductions([j.eval_hash for j in full]) if full else {}
+        corrupt: dict[str, str] = {}
+        reductions = store.get_reductions([j.eval_hash for j in full], corrupt) if full else {}
         for job in full:
             hit = reductions.get(job.eval_hash)
             if hit is None:
+                if job.eval_hash in corrupt:
+                    self._corrupt(job, corrupt[job.eval_hash])
                 run.dispatch.miss(job)
                 continue
             value_hash, reduction, job.recorded_call = hit
@@ -170,6 +175,8 @@ class Reuse:
                 continue
             found, value = self.run.store.load_value(value_hash)
             if not found:
+                if self.run.store.corruption(value_hash) is not None:
+                    self._corrupt(job, value_hash)
                 return False
             invalid = first_invalid(value)
             if invalid is not None:
@@ -181,8 +188,17 @@ class Reuse:
             return True
         return False
 
+    def _corrupt(self, job: Job, value_hash: str) -> None:
+        """A recorded value whose bytes changed since they were written: never used; the call reruns, and its
+        new result is written over the damaged one."""
+        what = self.run.store.corruption(value_hash) or f"stored value {value_hash[:12]} is corrupt"
+        job.reason = f"{CORRUPT_REASON}: {what}"
+        log.warning("slothflow: the cached result of %s (value %s) is corrupt: its stored bytes changed after "
+                    "they were written; rerunning the call (its new result repairs the store)",
+                    job.describe(), value_hash)
+
     def _mark_reused(self, job: Job) -> None:
-        job.status = "cached"
+        job.status = Status.CACHED
         if self.run.dryrun:
             self.run.plan.add_reused(job)
 

@@ -3,16 +3,18 @@
 Only the scheduler process writes. Writes are buffered and committed in one transaction per
 :meth:`Store.flush`, which the scheduler calls once per round and before it starts any job whose inputs
 are still in the buffer; reads are single indexed queries. Values are content-addressed: small ones live
-inline in the ``value`` table, large ones in a blob folder (written atomically, before the row that names
-them is committed).
+inline in the ``value`` table, large ones in a :class:`~slothflow.store.blobs.BlobStore` (written before the
+row that names them is committed). Every value row records the digest of its bytes, and a value whose bytes
+no longer match it is never used (a cache miss, reported, and repaired by the rerun's write).
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
-import sqlite3
+import socket
 import tempfile
 import threading
 import time
@@ -20,52 +22,42 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, bindparam, create_engine, event, inspect, select, text
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
+from sqlalchemy import Connection, bindparam, inspect, select, text
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
-from slothflow._errors import SerializationError, StoreError, StoreLockedError, StoreVersionError
+from slothflow._errors import StoreError, StoreLockedError, StoreVersionError
 from slothflow.files._file import iter_files, normalize_path
 from slothflow.model._serialize import dumps, loads
 from slothflow.model._value import preview
 from slothflow.store import schema as s
+from slothflow.store._dialect import (
+    check_sqlite_file,
+    classify,
+    insert_statement,
+    is_read_only_os_error,
+    make_engine,
+    paramstyle,
+    read_only_error,
+    sqlite_path,
+    uri_timeout,
+)
+from slothflow.store.blobs import BlobStore, LocalBlobStore, blob_key
+from slothflow.store.records import HEARTBEAT_INTERVAL, Status
 
-HEAD_REVISION = "0001"
-KNOWN_REVISIONS = ("0001",)
+HEAD_REVISION = "0002"
+KNOWN_REVISIONS = ("0001", "0002")
 INLINE_LIMIT = 64 * 1024
 _ALEMBIC_LOCK = threading.Lock()
 DEFAULT_BUSY_TIMEOUT = 30.0  # seconds a SQLite writer waits for another one before StoreLockedError
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+log = logging.getLogger("slothflow")
+
+__all__ = ["HEAD_REVISION", "INLINE_LIMIT", "KNOWN_REVISIONS", "MIGRATIONS_DIR", "Store", "sqlite_path"]
 
 
 def _type_name(value: Any) -> str:
     cls = type(value)
     return f"{cls.__module__}.{cls.__qualname__}"
-
-
-def sqlite_path(db_uri: str) -> str | None:
-    """The file of a SQLite URI (without any ``?query``), or None for other databases and in-memory ones."""
-    if not db_uri.startswith("sqlite:"):
-        return None
-    try:
-        path = make_url(db_uri).database or ""
-    except ArgumentError:
-        path = db_uri.split(":///", 1)[1].split("?", 1)[0] if ":///" in db_uri else ""
-    return None if path in ("", ":memory:") or path.startswith("file::memory:") else path
-
-
-def _uri_timeout(db_uri: str) -> float | None:
-    try:
-        value = make_url(db_uri).query.get("timeout")
-    except ArgumentError:
-        return None
-    if isinstance(value, tuple):
-        value = value[-1]
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None
 
 
 class Store:
@@ -77,68 +69,85 @@ class Store:
         blob_dir: str | os.PathLike[str] | None = None,
         automigrate: bool = True,
         busy_timeout: float | None = None,
+        readonly: bool = False,
+        blobs: BlobStore | None = None,
     ):
-        """Open (and for a new database, create) a store.
+        """Open (and, unless ``readonly``, create or migrate) a store.
 
         ``busy_timeout`` is how long, in seconds, a SQLite write waits for another process's write lock
-        before :class:`StoreLockedError`; it may also be given as ``?timeout=`` in the URI.
+        before :class:`StoreLockedError`; it may also be given as ``?timeout=`` in the URI. A file that is not a
+        SQLite database, or a truncated one, raises :class:`StoreCorruptError` here, before any task runs.
         """
         self.db_uri = db_uri
         self.is_sqlite = db_uri.startswith("sqlite")
+        self.readonly = readonly
         if busy_timeout is None:
-            busy_timeout = _uri_timeout(db_uri)
+            busy_timeout = uri_timeout(db_uri)
         self.busy_timeout = DEFAULT_BUSY_TIMEOUT if busy_timeout is None else float(busy_timeout)
         path = sqlite_path(db_uri)
         if path is not None:
-            folder = Path(path).parent
-            try:
-                folder.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise StoreError(f"cannot create the folder of the database {db_uri}: {exc}", db_uri) from exc
-            if Path(path).is_dir():
-                raise StoreLockedError(f"cannot use the database {db_uri}: {path} is a directory", db_uri)
-            if Path(path).exists() and not os.access(path, os.R_OK):
-                raise StoreLockedError(f"cannot read the database file {path}: check its permissions", db_uri)
+            self._check_file(Path(path))
         if blob_dir is None:
             blob_dir = Path(path).parent / "blobs" if path else Path(tempfile.gettempdir()) / "slothflow-blobs"
         self.blob_dir = Path(blob_dir)
-        self.engine = self._create_engine()
+        self.blobs: BlobStore = blobs if blobs is not None else LocalBlobStore(self.blob_dir)
+        self.engine = make_engine(db_uri, self.busy_timeout, readonly) if not readonly else self._readonly_engine()
         self._conn: Connection | None = None
         self._known_values: set[str] = set()
         self._known_tasks: set[str] = set()
+        self._corrupt: dict[str, str] = {}  # value hash -> what was wrong, for values found damaged
         self._buffer: dict[str, list[dict[str, Any]]] = {}
         self._jobs: dict[str, dict[str, Any]] = {}
         self._stmts: dict[str, Any] = {}
+        self._execution: str | None = None  # the running execution whose heartbeat flush() writes
+        self._heartbeat = 0.0
         self.last_flush = time.monotonic()
         try:
-            self._check_schema(automigrate)
+            self._check_schema(automigrate and not readonly)
         except BaseException:
             self._release()
             raise
 
+    @classmethod
+    def open_readonly(cls, db_uri: str, blob_dir: str | os.PathLike[str] | None = None,
+                      busy_timeout: float | None = None) -> Store:
+        """Open a store only to read it (``slothflow log``, ``explain``, ``db info``): works in a read-only
+        folder, never migrates (an outdated schema is a :class:`StoreVersionError` that says to run
+        ``slothflow db upgrade``), and any write raises :class:`StoreReadOnlyError`."""
+        return cls(db_uri, blob_dir=blob_dir, automigrate=False, busy_timeout=busy_timeout, readonly=True)
+
     # ----------------------------------------------------------------------------------- set-up
-    def _create_engine(self) -> Engine:
+    def _check_file(self, path: Path) -> None:
+        if path.is_dir():
+            raise StoreLockedError(f"cannot use the database {self.db_uri}: {path} is a directory", self.db_uri)
+        if self.readonly:
+            if not path.exists():
+                raise StoreError(f"there is no database at {path} (nothing has run here yet)", self.db_uri)
+        else:
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                if is_read_only_os_error(exc):
+                    raise read_only_error(self.db_uri, str(exc)) from exc
+                raise StoreError(f"cannot create the folder of the database {self.db_uri}: {exc}",
+                                 self.db_uri) from exc
+        check_sqlite_file(str(path), self.db_uri)
+
+    def _readonly_engine(self) -> Any:
+        """SQLite ``mode=ro``; when even that cannot open the file (a WAL database in a read-only folder, whose
+        shared-memory file cannot be created), ``immutable=1``."""
+        engine = make_engine(self.db_uri, self.busy_timeout, readonly=True)
+        if not self.is_sqlite:
+            return engine
         try:
-            if self.is_sqlite:
-                timeout = self.busy_timeout
-                url = make_url(self.db_uri)
-                url = url.difference_update_query(["timeout"])
-                engine = create_engine(url, connect_args={"timeout": timeout, "check_same_thread": False})
-
-                @event.listens_for(engine, "connect")
-                def _pragmas(dbapi_conn: Any, record: Any) -> None:
-                    cur = dbapi_conn.cursor()
-                    try:
-                        cur.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
-                        cur.execute("PRAGMA journal_mode=WAL")
-                        cur.execute("PRAGMA synchronous=NORMAL")
-                    finally:
-                        cur.close()
-
-                return engine
-            return create_engine(self.db_uri, pool_pre_ping=True)
-        except (SQLAlchemyError, ImportError, ValueError) as exc:
-            raise StoreError(f"cannot open database {self.db_uri}: {exc}", self.db_uri) from exc
+            with engine.connect() as conn:
+                conn.exec_driver_sql("SELECT count(*) FROM sqlite_master").all()
+            return engine
+        except DBAPIError as exc:
+            engine.dispose()
+            if "not a database" in str(exc).lower() or "malformed" in str(exc).lower():
+                raise classify(exc, self.db_uri) from exc
+            return make_engine(self.db_uri, self.busy_timeout, readonly=True, immutable=True)
 
     @property
     def conn(self) -> Connection:
@@ -161,7 +170,11 @@ class Store:
                     self._conn = None
                     with contextlib.suppress(SQLAlchemyError):
                         conn.close()
-            raise _classify(exc, self.db_uri) from exc
+            raise classify(exc, self.db_uri) from exc
+
+    def _writable(self) -> None:
+        if self.readonly:
+            raise read_only_error(self.db_uri, "the store was opened read-only")
 
     def schema_version(self) -> str | None:
         with self._errors():
@@ -183,6 +196,13 @@ class Store:
                 self.db_uri,
             )
         fresh = version is None
+        if self.readonly:
+            raise StoreVersionError(
+                f"the database {self.db_uri} has no slothflow schema yet" if fresh else
+                f"the database {self.db_uri} has schema version {version}, older than {HEAD_REVISION}: "
+                "run `slothflow db upgrade` (reading it never migrates it)",
+                self.db_uri,
+            )
         if automigrate and (fresh or self.is_sqlite):
             try:
                 self.upgrade()
@@ -201,6 +221,7 @@ class Store:
         from alembic import command as alembic_command
         from alembic.config import Config as AlembicConfig
 
+        self._writable()
         cfg = AlembicConfig()
         cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
         # Alembic keeps its running context in a module global: one migration at a time per process.
@@ -225,7 +246,7 @@ class Store:
 
     def close(self) -> None:
         try:
-            if self._conn is not None:
+            if self._conn is not None and not self.readonly:
                 self.flush()
         finally:
             self._release()
@@ -238,29 +259,29 @@ class Store:
         self.engine.dispose()
 
     # ------------------------------------------------------------------------------------ values
-    def _blob_path(self, value_hash: str) -> Path:
-        return self.blob_dir / value_hash[:2] / value_hash[2:]
-
     def add_value(self, value_hash: str, value: Any) -> None:
-        """Remember a value (once: a value already stored is never serialized again)."""
+        """Remember a value (once: a value already stored is never serialized again).
+
+        A value found damaged in this process is written again, over the damaged row and blob.
+        """
         if value_hash in self._known_values:
             return
-        try:
-            data = dumps(value)
-        except SerializationError:
-            raise
+        data = dumps(value)
+        digest = blob_key(data)
         row: dict[str, Any] = {
             "value_hash": value_hash,
             "type_name": _type_name(value)[:512],
             "size": len(data),
             "preview": preview(value),
+            "digest": digest,
         }
         if len(data) > INLINE_LIMIT:
-            self._write_blob(self._blob_path(value_hash), data)
+            self._put_blob(digest, data)
             row.update(storage="blob", data=None)
         else:
             row.update(storage="inline", data=data)
-        self._buffer.setdefault("value", []).append(row)
+        self._buffer.setdefault("value_repair" if value_hash in self._corrupt else "value", []).append(row)
+        self._corrupt.pop(value_hash, None)
         self._known_values.add(value_hash)
         if not isinstance(value, _PLAIN):
             files: dict[str, str] = {}
@@ -276,55 +297,59 @@ class Store:
                     {"value_hash": value_hash, "path": p, "file_hash": h} for p, h in files.items()
                 )
 
-    def _write_blob(self, path: Path, data: bytes) -> None:
-        """Write a blob atomically: a reader sees the whole file or none (temp file, then rename)."""
-        if path.exists():
-            return
+    def _put_blob(self, key: str, data: bytes) -> None:
+        self._writable()
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+            self.blobs.put(key, data)
         except OSError as exc:
-            raise StoreError(f"cannot write to the blob folder {self.blob_dir}: {exc}", self.db_uri) from exc
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-            os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it private; a team cache is shared
-            os.replace(tmp, path)
-        except BaseException as exc:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            if isinstance(exc, OSError):
-                raise StoreError(f"cannot write a blob to {self.blob_dir}: {exc}", self.db_uri) from exc
-            raise
+            if is_read_only_os_error(exc):
+                raise read_only_error(self.db_uri, f"the blob folder {self.blob_dir} is read-only: {exc}") from exc
+            raise StoreError(f"cannot write a blob to {self.blob_dir}: {exc}", self.db_uri) from exc
 
-    def _decode(self, value_hash: str, storage: str, data: bytes | None) -> tuple[bool, Any]:
+    def _decode(self, value_hash: str, storage: str, data: bytes | None, digest: str | None) -> tuple[bool, Any]:
+        """(found, value). Bytes that do not match the recorded digest are never used: the value is reported
+        (:meth:`corruption`) and counts as not found."""
         if storage == "blob":
             try:
-                data = self._blob_path(value_hash).read_bytes()
-            except OSError:
+                data = self.blobs.get(digest or value_hash)  # values from schema 0001: keyed by value hash
+            except (KeyError, OSError):
                 return False, None
+        data = data or b""
+        if digest is not None and blob_key(data) != digest:
+            what = "blob" if storage == "blob" else "inline value"
+            self._corrupt[value_hash] = f"stored {what} {value_hash[:12]} is corrupt (its bytes changed after " \
+                                        "it was written)"
+            self._known_values.discard(value_hash)
+            return False, None
         try:
-            value = loads(data or b"")
-        except Exception:  # a class that no longer exists, a corrupt row: treat as a cache miss
+            value = loads(data)
+        except Exception:  # a class that no longer exists, a corrupt row from before digests: a cache miss
             return False, None
         self._known_values.add(value_hash)
         return True, value
 
+    def corruption(self, value_hash: str) -> str | None:
+        """What was wrong with a stored value this store found damaged (None: not found damaged)."""
+        return self._corrupt.get(value_hash)
+
     def load_value(self, value_hash: str) -> tuple[bool, Any]:
-        """(found, value) for a stored value; a missing blob or unloadable value counts as not found."""
+        """(found, value) for a stored value; a missing blob, damaged bytes or an unloadable value count as not
+        found."""
         with self._errors():
             row = self.conn.execute(
-                select(s.value.c.storage, s.value.c.data).where(s.value.c.value_hash == value_hash)
+                select(s.value.c.storage, s.value.c.data, s.value.c.digest).where(s.value.c.value_hash == value_hash)
             ).first()
         if row is None:
             return False, None
-        return self._decode(value_hash, row.storage, row.data)
+        return self._decode(value_hash, row.storage, row.data, row.digest)
 
     # ------------------------------------------------------------------------------------- cache
-    def get_reductions(self, eval_hashes: list[str]) -> dict[str, tuple[str, Any, str | None]]:
+    def get_reductions(self, eval_hashes: list[str],
+                       corrupt: dict[str, str] | None = None) -> dict[str, tuple[str, Any, str | None]]:
         """For each eval hash with a recorded, loadable reduction: (value hash, value, newest call hash).
 
-        One query per 500 hashes: the cache lookups of a whole scheduler round are batched.
+        One query per 500 hashes: the cache lookups of a whole scheduler round are batched. An eval hash whose
+        recorded value is damaged is left out, and put in ``corrupt`` (eval hash -> value hash) when given.
         """
         out: dict[str, tuple[str, Any, str | None]] = {}
         for i in range(0, len(eval_hashes), 500):
@@ -344,10 +369,12 @@ class Store:
                 if known is None or r.created_at > known[0]:
                     latest[r.eval_hash] = (r.created_at, r.call_hash)
             for row in rows:
-                found, value = self._decode(row.value_hash, row.storage, row.data)
+                found, value = self._decode(row.value_hash, row.storage, row.data, row.digest)
                 if found:
                     best = latest.get(row.eval_hash)
                     out[row.eval_hash] = (row.value_hash, value, best[1] if best else None)
+                elif corrupt is not None and row.value_hash in self._corrupt:
+                    corrupt[row.eval_hash] = row.value_hash
         return out
 
     def get_finals(self, eval_hashes: list[str]) -> dict[str, list[tuple[str, str, frozenset[str]]]]:
@@ -374,7 +401,7 @@ class Store:
         if name == "reduction":
             e, v = s.evaluation, s.value
             stmt = (
-                select(e.c.eval_hash, e.c.value_hash, v.c.storage, v.c.data)
+                select(e.c.eval_hash, e.c.value_hash, v.c.storage, v.c.data, v.c.digest)
                 .join(v, v.c.value_hash == e.c.value_hash)
                 .where(e.c.eval_hash.in_(hashes))
             )
@@ -466,7 +493,7 @@ class Store:
     # ------------------------------------------------------------------------------- file digests
     def load_file_digests(self, directory: str) -> dict[str, tuple[str, str]]:
         """Remembered (stat token, digest) of the local files in one directory."""
-        sql = _DIGESTS_SQL_QMARK if self.is_sqlite else _DIGESTS_SQL_FORMAT
+        sql = paramstyle(_DIGESTS_SQL, self.is_sqlite)
         with self._errors():
             # Straight through the driver's cursor: thousands of rows per folder, and a rerun's file recheck
             # is dominated by how fast they arrive (SQLAlchemy's row objects would double it).
@@ -488,29 +515,47 @@ class Store:
         )
 
     def start_execution(self, row: dict[str, Any]) -> None:
+        """Record a running execution (with this process's host and pid, so that a later reader can tell it died);
+        :meth:`flush` then keeps its heartbeat."""
+        self._writable()
+        now = time.time()
+        row = {"host": socket.gethostname(), "pid": os.getpid(), "heartbeat_at": now, **row}
         with self._errors():
             self.conn.execute(s.execution.insert(), [row])
             self.conn.commit()
+        self._execution = row["id"] if row.get("status", Status.RUNNING) == Status.RUNNING else None
+        self._heartbeat = time.monotonic()
 
     def end_execution(self, execution_id: str, status: str, root_job: str | None) -> None:
+        self._writable()
+        now = time.time()
         with self._errors():
             self.conn.execute(
                 s.execution.update()
                 .where(s.execution.c.id == execution_id)
-                .values(status=status, ended_at=time.time(), root_job=root_job)
+                .values(status=str(status), ended_at=now, heartbeat_at=now, root_job=root_job)
             )
+        if self._execution == execution_id:
+            self._execution = None
+
+    def _heartbeat_due(self) -> bool:
+        return self._execution is not None and time.monotonic() - self._heartbeat > HEARTBEAT_INTERVAL
 
     @property
     def pending(self) -> bool:
-        return bool(self._buffer) or bool(self._jobs)
+        """Whether :meth:`flush` has something to write (buffered records, or a heartbeat that is due)."""
+        return bool(self._buffer) or bool(self._jobs) or self._heartbeat_due()
 
     def flush(self) -> None:
-        """Commit everything buffered, in one transaction."""
+        """Commit everything buffered, in one transaction (with the running execution's heartbeat, when due)."""
         self.last_flush = time.monotonic()
-        if not self._buffer and not self._jobs:
+        heartbeat = self._heartbeat_due()
+        if not self._buffer and not self._jobs and not heartbeat:
             if self._conn is not None and self._conn.in_transaction():
-                self._conn.commit()
+                with self._errors():
+                    self._conn.commit()
             return
+        self._writable()
         buffer, self._buffer = self._buffer, {}
         jobs, self._jobs = self._jobs, {}
         try:
@@ -524,7 +569,12 @@ class Store:
                         conn.execute(self._statement(table_name), rows)
                 if jobs:
                     conn.execute(self._statement("job"), list(jobs.values()))
+                if heartbeat:
+                    conn.execute(s.execution.update().where(s.execution.c.id == self._execution)
+                                 .values(heartbeat_at=time.time()))
                 conn.commit()
+            if heartbeat:
+                self._heartbeat = time.monotonic()
         except BaseException:
             # Nothing was committed: keep the rows so that a later flush (after the lock is released,
             # for example) still writes them.
@@ -539,54 +589,26 @@ class Store:
         stmt = self._stmts.get(table_name)
         if stmt is not None:
             return stmt
-        table = s.metadata.tables[table_name]
-        insert = sqlite.insert if self.is_sqlite else postgresql.insert
-        ins = insert(table)
-        pk = [c.name for c in table.primary_key.columns]
-        if table_name in _UPSERT or table_name == "job":
-            updatable = [c.name for c in table.columns if c.name not in pk]
-            stmt = ins.on_conflict_do_update(index_elements=pk, set_={c: ins.excluded[c] for c in updatable})
-        else:
-            stmt = ins.on_conflict_do_nothing(index_elements=pk)
+        upsert = table_name in _UPSERT or table_name == "job"
+        table = s.metadata.tables["value" if table_name == "value_repair" else table_name]
+        stmt = insert_statement(table, self.is_sqlite, update=upsert)
         self._stmts[table_name] = stmt
         return stmt
 
 
-_DIGESTS_SQL_QMARK = "SELECT path, stat_token, digest FROM file_digest WHERE directory = ?"
-_DIGESTS_SQL_FORMAT = "SELECT path, stat_token, digest FROM file_digest WHERE directory = %s"
-_TABLE_ORDER = ("task", "value", "value_file", "evaluation", "call_node", "argument", "call_edge", "tag",
-                "file_digest")
-_UPSERT = ("evaluation", "tag", "file_digest")
+_DIGESTS_SQL = "SELECT path, stat_token, digest FROM file_digest WHERE directory = ?"
+# value_repair: rows that replace a damaged value (an upsert); value: new values (kept if already there)
+_TABLE_ORDER = ("task", "value", "value_repair", "value_file", "evaluation", "call_node", "argument", "call_edge",
+                "tag", "file_digest")
+_UPSERT = ("value_repair", "evaluation", "tag", "file_digest")
 _PLAIN = (type(None), bool, int, float, complex, str, bytes)
 
 
 def _last_per_key(table_name: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per primary key (the last), as PostgreSQL refuses to upsert a row twice in a statement."""
-    pk = [c.name for c in s.metadata.tables[table_name].primary_key.columns]
+    table = s.metadata.tables["value" if table_name == "value_repair" else table_name]
+    pk = [c.name for c in table.primary_key.columns]
     latest: dict[tuple[Any, ...], dict[str, Any]] = {}
     for row in rows:
         latest[tuple(row[k] for k in pk)] = row
     return list(latest.values())
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def _classify(exc: DBAPIError, db_uri: str) -> StoreError:
-    message = str(getattr(exc, "orig", exc))
-    lowered = message.lower()
-    if "locked" in lowered or "busy" in lowered:
-        return StoreLockedError(
-            f"the database {db_uri} is locked by another process ({message}); wait for it or use another db_uri",
-            db_uri,
-        )
-    if "not a database" in lowered or "unable to open" in lowered or "readonly" in lowered or (
-        isinstance(getattr(exc, "orig", None), sqlite3.DatabaseError) and "malformed" in lowered
-    ):
-        return StoreLockedError(f"cannot use the database file of {db_uri}: {message}", db_uri)
-    if "connection" in lowered and ("refused" in lowered or "failed" in lowered):
-        return StoreError(f"cannot connect to the database {db_uri}: {message}", db_uri)
-    return StoreError(f"database error on {db_uri}: {message}", db_uri)

@@ -45,6 +45,9 @@ value = Table(
     Column("size", BigInteger, nullable=False),
     Column("preview", String(200), nullable=False),
     Column("data", LargeBinary, nullable=True),
+    # SHA-256 of the serialized bytes (and the blob's key): a value whose bytes no longer match is not used.
+    # NULL for values written before schema 0002 (their blob is keyed by the value hash).
+    Column("digest", String(64), nullable=True),
 )
 
 evaluation = Table(
@@ -100,6 +103,8 @@ execution = Table(
     Column("status", String(16), nullable=False),
     Column("started_at", Float, nullable=False, index=True),
     Column("ended_at", Float, nullable=True),
+    Column("pid", Integer, nullable=True),  # of the scheduler process on ``host``: a dead one means interrupted
+    Column("heartbeat_at", Float, nullable=True),  # last flush of a running execution
 )
 
 job = Table(

@@ -89,20 +89,7 @@ class Scheduler:
 
     @property
     def db_uri(self) -> str:
-        backend = self.config.section("backend")
-        uri = backend.get("db_uri")
-        base = self.config.config_dir
-        if uri is None:
-            folder = base if base is not None else load_project_config().config_dir
-            assert folder is not None
-            return f"sqlite:///{Path(folder) / DB_FILENAME}"
-        uri = str(uri)
-        from slothflow.store import sqlite_path  # the database stack loads when first needed
-
-        path = sqlite_path(uri)
-        if path is not None and not os.path.isabs(path) and base is not None:
-            return f"sqlite:///{base / path}"
-        return uri
+        return database_uri(self.config)
 
     def load(self, migrate: bool | None = None) -> Store:
         """Open (and, for a new database, create) the store."""
@@ -187,6 +174,24 @@ class Scheduler:
         self.last_execution_id = run.execution_id
         return run.run(expr)
 
+
+
+def database_uri(config: Config) -> str:
+    """The database a configuration names: ``[backend] db_uri`` (a relative SQLite path is relative to the
+    project folder), by default ``slothflow.db`` in the project folder."""
+    uri = config.section("backend").get("db_uri")
+    base = config.config_dir
+    if uri is None:
+        folder = base if base is not None else load_project_config().config_dir
+        assert folder is not None
+        return f"sqlite:///{Path(folder) / DB_FILENAME}"
+    uri = str(uri)
+    from slothflow.store import sqlite_path  # the database stack loads when first needed
+
+    path = sqlite_path(uri)
+    if path is not None and not os.path.isabs(path) and base is not None:
+        return f"sqlite:///{base / path}"
+    return uri
 
 
 def _merge_context(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:

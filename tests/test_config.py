@@ -130,3 +130,16 @@ def test_configured_tags_go_on_every_execution(tmp_path: Path) -> None:
         tags = sorted(conn.execute("SELECT key, value FROM tag").fetchall())
     assert [key for key, _ in tags] == ["owner", "team"]
     assert "bo" in tags[0][1] and "genomics" in tags[1][1]
+
+
+def test_readme_documents_every_key() -> None:
+    from slothflow._config import BUILTIN_EXECUTOR_SCHEMAS, OPEN_SECTIONS, SECTIONS
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    table = readme.split("## Configuration and the database", 1)[1].split("\n## ", 1)[0]
+    names = [f"{section}.{key}" for section, keys in SECTIONS.items() for key in keys]
+    names += [f"{section}.NAME" for section in OPEN_SECTIONS if section != "context"]
+    names += [f"executors.NAME.{key}" for keys in BUILTIN_EXECUTOR_SCHEMAS.values() for key in keys
+              if key != "mode"]
+    for name in ["executors.NAME.type", *names]:
+        assert f"| `{name}` |" in table, name

@@ -159,7 +159,7 @@ SECTIONS: dict[str, dict[str, ConfigKey]] = {
         "db_uri": ConfigKey(str, "the cache and provenance database (SQLite file or PostgreSQL URL)",
                             "sqlite:///slothflow.db"),
         "blob_dir": ConfigKey(str, "where large values are stored (a folder or an fsspec URL)", "next to the database"),
-        "busy_timeout": ConfigKey(float, "seconds a SQLite write waits for another process's lock", 60.0, 0),
+        "busy_timeout": ConfigKey(float, "seconds a SQLite write waits for another process's lock", 30.0, 0),
     },
     "scheduler": {
         "fail_fast": ConfigKey(bool, "stop submitting new calls after the first failure", False),

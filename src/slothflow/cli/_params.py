@@ -91,6 +91,13 @@ def _click_type(annotation: Any) -> tuple[Any, bool]:
     return click.STRING, False
 
 
+def _help(annotation: Any, multiple: bool) -> str | None:
+    if annotation is inspect.Parameter.empty:
+        return None
+    shown = annotation.__name__ if isinstance(annotation, type) else str(annotation).replace("typing.", "")
+    return f"({shown})" + (" one or more values, or a JSON list" if multiple else "")
+
+
 def task_command(task: Task) -> click.Command:
     """A click command whose options are the task's parameters."""
     try:
@@ -119,8 +126,7 @@ def task_command(task: Task) -> click.Command:
                 multiple=multiple,
                 required=required,
                 show_default=not required,
-                help=f"({getattr(annotation, '__name__', str(annotation))})"
-                if annotation is not inspect.Parameter.empty else None,
+                help=_help(annotation, multiple),
                 **extra,
             )
         )

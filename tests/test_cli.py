@@ -260,7 +260,7 @@ def test_log_executions_tree_and_job(project: Path) -> None:
 
 def test_log_without_project_is_a_clear_error(tmp_path: Path) -> None:
     result = invoke("log")
-    assert result.exit_code == 1
+    assert result.exit_code == 2  # bad input: there is no project here
     assert "slothflow init" in result.stderr
     assert not (tmp_path / ".slothflow").exists()
 

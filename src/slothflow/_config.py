@@ -3,12 +3,20 @@
 Section names may be dotted (``"executors.cluster"``), as in redun; ``Config`` keeps them flat and
 ``section()`` returns a copy of one. A project's configuration lives in ``.slothflow/slothflow.toml``, found
 by walking up from the working directory like git does.
+
+Every key is declared below (:data:`SECTIONS`, :data:`OPEN_SECTIONS`) or by its executor class
+(``config_schema``); :func:`validate_config` checks a configuration against them, so that a typo or a bad
+value is an error naming the key instead of being ignored or failing later deep inside a run.
 """
 
 from __future__ import annotations
 
+import difflib
+import json
 import os
 import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +85,197 @@ def _flatten_sections(data: dict[str, Any], prefix: str = "") -> list[tuple[str,
             out.append((name, scalars))
         out.extend(_flatten_sections(nested, name + "."))
     return out
+
+
+@dataclass(frozen=True)
+class ConfigKey:
+    """One configuration key: the type of its value, its constraints and what it is for.
+
+    ``kind`` is ``bool``, ``int``, ``float``, ``str``, ``dict`` or ``object`` (anything). Strings that spell
+    a value of ``kind`` are converted (``"8"`` for an int, ``"true"`` for a bool, a JSON object for a dict),
+    as redun's INI-style configurations hold only strings.
+    """
+
+    kind: type
+    doc: str = ""
+    default: Any = None
+    minimum: float | None = None
+    choices: tuple[str, ...] = ()
+
+    def expected(self) -> str:
+        if self.choices:
+            return "one of " + ", ".join(repr(c) for c in self.choices)
+        names = {bool: "true or false", int: "a whole number", float: "a number", str: "a string",
+                 dict: "a mapping (a table, or a JSON object)", object: "any value"}
+        text = names.get(self.kind, self.kind.__name__)
+        return text + (f" >= {self.minimum:g}" if self.minimum is not None else "")
+
+    def check(self, where: str, value: Any) -> Any:
+        """``value`` converted to this key's type; a :class:`ConfigError` naming ``where`` if it is not one."""
+        try:
+            converted = _convert(self.kind, value)
+        except (TypeError, ValueError):
+            converted = None
+        ok = converted is not None or self.kind is object
+        if ok and self.minimum is not None and converted < self.minimum:
+            ok = False
+        if ok and self.choices and converted not in self.choices:
+            ok = False
+        if not ok:
+            raise ConfigError(f"config {where} = {value!r} is not valid: expected {self.expected()}")
+        return converted
+
+
+def _convert(kind: type, value: Any) -> Any:
+    """``value`` as ``kind``, or None when it is not one (bool is never taken for a number)."""
+    if kind is object:
+        return value
+    if isinstance(value, bool) and kind is not bool:
+        return None
+    if kind is float and isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, kind):
+        return value
+    if not isinstance(value, str):
+        return None
+    text = value.strip()
+    if kind is bool:
+        lowered = text.lower()
+        return True if lowered in _TRUE else False if lowered in _FALSE else None
+    if kind in (int, float):
+        return kind(text)
+    if kind is dict:
+        parsed = json.loads(text)
+        return parsed if isinstance(parsed, dict) else None
+    return None
+
+
+_TRUE = ("true", "yes", "on", "1")
+_FALSE = ("false", "no", "off", "0")
+
+# Sections with a fixed set of keys.
+SECTIONS: dict[str, dict[str, ConfigKey]] = {
+    "backend": {
+        "db_uri": ConfigKey(str, "the cache and provenance database (SQLite file or PostgreSQL URL)",
+                            "sqlite:///slothflow.db"),
+        "blob_dir": ConfigKey(str, "where large values are stored (a folder or an fsspec URL)", "next to the database"),
+        "busy_timeout": ConfigKey(float, "seconds a SQLite write waits for another process's lock", 30.0, 0),
+    },
+    "scheduler": {
+        "fail_fast": ConfigKey(bool, "stop submitting new calls after the first failure", False),
+        "env_policy": ConfigKey(str, "whether package versions count towards reuse: ignore, minor or exact",
+                                "ignore"),
+        "context": ConfigKey(dict, "the execution context read by get_context (also a JSON string)", {}),
+    },
+}
+# Sections whose key names are the user's own; every value has the same type.
+OPEN_SECTIONS: dict[str, ConfigKey] = {
+    "limits": ConfigKey(int, "capacity of a named resource used by @task(limits=...)", minimum=1),
+    "context": ConfigKey(object, "the execution context read by get_context"),
+    "tags": ConfigKey(object, "tags put on every execution"),
+}
+# Every [executors.NAME] section has a type; the rest of its keys are the executor's own.
+EXECUTOR_TYPE = ConfigKey(str, "the executor type (threads, processes, inline or a registered one)", "threads")
+_WORKERS = ConfigKey(int, "how many jobs run at once", minimum=1)
+_START = ConfigKey(str, "how worker processes start", "spawn", choices=("spawn", "forkserver", "fork"))
+# Keys of the built-in executor types, for executor classes that do not declare ``config_schema`` themselves.
+BUILTIN_EXECUTOR_SCHEMAS: dict[str, dict[str, ConfigKey]] = {
+    "threads": {"max_workers": ConfigKey(int, "how many jobs run at once", 8, 1)},
+    "processes": {"max_workers": ConfigKey(int, "how many jobs run at once", "the number of cores", 1),
+                  "start_method": _START},
+    "inline": {},
+    "local": {"max_workers": _WORKERS, "start_method": _START,
+              "mode": ConfigKey(str, "redun's local executor: threads or processes", "thread",
+                                choices=("thread", "process"))},
+}
+BUILTIN_EXECUTOR_SCHEMAS["thread"] = BUILTIN_EXECUTOR_SCHEMAS["threads"]
+BUILTIN_EXECUTOR_SCHEMAS["process"] = BUILTIN_EXECUTOR_SCHEMAS["processes"]
+
+
+def _did_you_mean(name: str, valid: list[str]) -> str:
+    close = difflib.get_close_matches(name, valid, n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def validate_config(config: Config | dict[str, Any], executor_types: Mapping[str, type] | None = None) -> Config:
+    """``config`` with every value checked against its declared type and converted to it.
+
+    Raises :class:`ConfigError` naming ``section.key``, the value and what was expected; an unknown section or
+    key is an error too, with the nearest valid name. ``executor_types`` (type name -> executor class) makes
+    executor types and their keys checked: a class declares its keys as ``config_schema`` (a dict of key name
+    to :class:`ConfigKey` or plain type); the built-in types fall back to :data:`BUILTIN_EXECUTOR_SCHEMAS`.
+    """
+    if not isinstance(config, Config):
+        config = Config(config)
+    out = Config(config_dir=config.config_dir)
+    for name in config.sections():
+        section = config.section(name)
+        if name.startswith("executors."):
+            out._sections[name] = _check_executor(name, section, executor_types)
+        elif name in SECTIONS:
+            keys = SECTIONS[name]
+            out._sections[name] = {key: _known(keys, name, key).check(f"{name}.{key}", v)
+                                   for key, v in section.items()}
+        elif name in OPEN_SECTIONS:
+            rule = OPEN_SECTIONS[name]
+            out._sections[name] = {str(key): rule.check(f"{name}.{key}", v) for key, v in section.items()}
+        else:
+            valid = [*SECTIONS, *OPEN_SECTIONS, "executors.NAME"]
+            hint = _did_you_mean(name, [*SECTIONS, *OPEN_SECTIONS])
+            if name == "executors":
+                hint = "; executors are configured in [executors.NAME] sections"
+            raise ConfigError(f"unknown config section [{name}]{hint} (sections: {', '.join(valid)})")
+    return out
+
+
+def _known(keys: Mapping[str, ConfigKey], section: str, key: str) -> ConfigKey:
+    rule = keys.get(key)
+    if rule is None:
+        valid = sorted(keys)
+        raise ConfigError(f"unknown config key {section}.{key}{_did_you_mean(key, valid)} "
+                          f"(keys of [{section}]: {', '.join(valid) or 'none'})")
+    return rule
+
+
+def _check_executor(name: str, section: dict[str, Any], executor_types: Mapping[str, type] | None) -> dict[str, Any]:
+    executor = name.split(".", 1)[1]
+    type_name = section.get("type")
+    if type_name is None:
+        if executor == "default" or executor_types is None:
+            type_name = "threads" if executor == "default" else executor
+        elif executor in executor_types:
+            type_name = executor
+        else:
+            raise ConfigError(f"config {name}.type is missing: say which executor type "
+                              f"({', '.join(sorted(executor_types))})")
+    type_name = EXECUTOR_TYPE.check(f"{name}.type", type_name)
+    out = {"type": type_name}
+    if executor_types is None:
+        return {**section, **out}
+    cls = executor_types.get(type_name)
+    if cls is None:
+        known = sorted(executor_types)
+        raise ConfigError(f"config {name}.type = {type_name!r} is not an executor type"
+                          f"{_did_you_mean(type_name, known)} (types: {', '.join(known)})")
+    schema = executor_schema(type_name, cls)
+    for key, value in section.items():
+        if key == "type":
+            continue
+        if schema is None:  # a user's executor that does not declare its keys: they are its business
+            out[key] = value
+            continue
+        out[key] = _known(schema, name, key).check(f"{name}.{key}", value)
+    return out
+
+
+def executor_schema(type_name: str, cls: type) -> dict[str, ConfigKey] | None:
+    """The config keys an executor class accepts (besides ``type``), or None when it does not say."""
+    declared = getattr(cls, "config_schema", None)
+    if declared is not None:
+        return {k: v if isinstance(v, ConfigKey) else ConfigKey(v) for k, v in dict(declared).items()}
+    if cls.__module__.startswith("slothflow.executors"):
+        return BUILTIN_EXECUTOR_SCHEMAS.get(type_name, {})
+    return None
 
 
 def find_project_dir(start: str | os.PathLike[str] | None = None) -> Path | None:

@@ -1,11 +1,16 @@
 """The ``slothflow`` command: run workflows, read their provenance, manage the database.
 
 This package is the only place that prints. Errors that slothflow raises become one clear message and a
-non-zero exit code; a task's own error is shown with the user's frames only.
+non-zero exit code; a task's own error is shown with the user's frames only. Exit codes: 0 done, 1 the
+workflow failed (or the database cannot be used), 2 bad input (usage, task name, parameter value,
+configuration, a database that does not exist), 3 a bug in slothflow, 130 interrupted (Ctrl-C).
+
+``slothflow --help`` loads no database stack: commands import what they need when they run.
 """
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import importlib.util
 import json
@@ -17,25 +22,45 @@ from typing import Any
 
 import click
 from rich.console import Console
+from rich.markup import escape
 
 from slothflow._config import (
     CONFIG_FILENAME,
+    DB_FILENAME,
     DEFAULT_CONFIG_TOML,
     PROJECT_DIRNAME,
     Config,
     find_project_dir,
     load_project_config,
 )
-from slothflow._errors import CLIError, SlothflowError
+from slothflow._errors import CLIError, ConfigError, SlothflowError, TaskDefinitionError
 from slothflow.cli._console import make_console
 from slothflow.cli._display import Progress
 from slothflow.cli._errors import user_traceback
-from slothflow.cli._log import render_lineage, render_log
 from slothflow.cli._params import parse_task_args
 from slothflow.model._task import Task, get_task_registry
 from slothflow.scheduler import Plan, Scheduler
 
 err_console = make_console(stderr=True)
+
+EXIT_FAILED = 1  # the workflow failed, or the database cannot be used
+EXIT_USAGE = 2  # bad input: a flag, task name, parameter value, configuration or database path
+EXIT_BUG = 3
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report Ctrl-C
+
+
+def render_log(*args: Any, **kwargs: Any) -> None:
+    """``slothflow log``'s renderer, imported when the command runs (it loads the database stack)."""
+    from slothflow.cli import _log
+
+    _log.render_log(*args, **kwargs)
+
+
+def render_lineage(*args: Any, **kwargs: Any) -> None:
+    """``slothflow log --file``'s renderer, imported when the command runs (it loads the database stack)."""
+    from slothflow.cli import _log
+
+    _log.render_lineage(*args, **kwargs)
 
 
 class _Group(click.Group):
@@ -44,13 +69,16 @@ class _Group(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except CLIError as exc:
-            err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
-            sys.exit(2)
+        except (CLIError, ConfigError) as exc:
+            err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
+            sys.exit(EXIT_USAGE)
         except SlothflowError as exc:
-            err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
-            sys.exit(1)
-        except (click.exceptions.Exit, click.ClickException, KeyboardInterrupt, SystemExit):
+            err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
+            sys.exit(EXIT_FAILED)
+        except KeyboardInterrupt:
+            err_console.print("interrupted", highlight=False)
+            sys.exit(EXIT_INTERRUPTED)
+        except (click.exceptions.Exit, click.ClickException, SystemExit):
             raise
         except Exception as exc:  # a bug in slothflow: say so plainly; details on request
             if os.environ.get("SLOTHFLOW_DEBUG"):
@@ -60,7 +88,7 @@ class _Group(click.Group):
                 "This is a bug in slothflow; rerun with SLOTHFLOW_DEBUG=1 for the traceback and report it.",
                 highlight=False,
             )
-            sys.exit(3)
+            sys.exit(EXIT_BUG)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -75,17 +103,51 @@ def cli(ctx: click.Context, config_dir: str | None, db_uri: str | None) -> None:
 
 
 def _config(ctx: click.Context, create: bool = True) -> Config:
+    """The configuration a command uses; its database must exist (see :func:`_require_database`)."""
     obj = ctx.obj or {}
     folder = Path(obj["config_dir"]) if obj.get("config_dir") else None
     if folder is not None and not folder.is_dir():
         raise CLIError(f"config folder {folder} does not exist")
-    if obj.get("db_uri") and folder is None and find_project_dir() is None:
+    db_uri = _db_option(ctx)
+    if db_uri and folder is None and find_project_dir() is None:
         config = Config()  # --db alone names the database: no project folder is needed
     else:
         config = load_project_config(folder, create=create)
-    if obj.get("db_uri"):
-        config.read_dict({"backend": {"db_uri": obj["db_uri"]}})
+    if db_uri:
+        config.read_dict({"backend": {"db_uri": db_uri}})
+    _require_database(config, create_default=create, db_option=db_uri)
     return config
+
+
+def _db_option(ctx: click.Context) -> str | None:
+    """``--db``, with a relative SQLite path taken from the working directory, as any path on a command line."""
+    uri = (ctx.find_root().obj or {}).get("db_uri")
+    if not uri:
+        return None
+    from slothflow.store import sqlite_path
+
+    path = sqlite_path(uri)
+    if path is not None and not os.path.isabs(path):
+        return uri.replace(path, str(Path(path).resolve()), 1)
+    return str(uri)
+
+
+def _require_database(config: Config, create_default: bool, db_option: str | None) -> None:
+    """Only ``slothflow init`` creates a database at a path that was named (``--db``, ``[backend] db_uri``):
+    a mistyped path is an error, not a new empty cache. ``run`` still creates the project's default database
+    (``.slothflow/slothflow.db``), so a first run in a fresh folder needs no set-up."""
+    from slothflow.scheduler._scheduler import database_uri
+    from slothflow.store import sqlite_path
+
+    uri = database_uri(config)
+    path = sqlite_path(uri)
+    if path is None or Path(path).exists():
+        return
+    if create_default and config.config_dir is not None and not db_option:
+        if Path(path).resolve() == (config.config_dir / DB_FILENAME).resolve():
+            return
+    init = f"slothflow --db {db_option} init" if db_option else "slothflow init"
+    raise CLIError(f"no database at {path}; run `{init}` to create one")
 
 
 # ----------------------------------------------------------------------------------------------- run
@@ -145,7 +207,11 @@ def find_task(module: Any, name: str) -> Task:
     known = ", ".join(sorted(t.name for t in tasks)) or "none"
     if len(matches) > 1:
         raise CLIError(f"task name {name!r} is ambiguous: {', '.join(t.fullname for t in matches)}")
-    raise CLIError(f"no task {name!r} in {module.__name__} (tasks: {known}); `slothflow run FILE help` lists them")
+    close = (difflib.get_close_matches(name, sorted({t.name for t in tasks} | {t.fullname for t in tasks}), n=1)
+             or difflib.get_close_matches(name, sorted(t.fullname for t in registry), n=1))
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    raise CLIError(f"no task {name!r} in {module.__name__}{hint} (tasks: {known}); "
+                   "`slothflow run FILE help` lists them")
 
 
 def _pairs(values: tuple[str, ...], what: str) -> dict[str, Any]:
@@ -211,28 +277,37 @@ def run(ctx: click.Context, workflow: str, task_name: str, no_cache: bool, dryru
         return
     except click.UsageError as exc:
         raise CLIError(f"{exc.format_message()}\n(see `slothflow run {workflow} {task_name} --help`)") from exc
-    if options:
-        task = task.options(**_pairs(options, "-o/--option"))
-    config = _config(ctx)
-    scheduler = Scheduler(config=config)
+    overrides = _pairs(options, "-o/--option")
+    tag_pairs = _pairs(tags, "-t/--tag")
+    context = _nested(_pairs(contexts, "--context"))
+    scheduler = Scheduler(config=_config(ctx))
     out = make_console()
     progress = Progress(err_console, live=False if plain else None)
     if not dryrun:
         scheduler.add_listener(progress)
     started = time.monotonic()
     try:
+        if overrides:
+            task = _with_options(task, overrides, scheduler)
         try:
             with progress:
                 result = scheduler.run(
                     task(**kwargs),
                     dryrun=dryrun,
                     cache=not no_cache,
-                    tags=_pairs(tags, "-t/--tag"),
-                    context=_nested(_pairs(contexts, "--context")),
+                    tags=tag_pairs,
+                    context=context,
                     exec_argv=["slothflow", "run", *sys.argv[2:]] if sys.argv[1:2] == ["run"] else sys.argv,
                 )
         except SlothflowError:
             raise
+        except KeyboardInterrupt:
+            err_console.print(
+                f"[bold red]interrupted:[/] {progress.summary(time.monotonic() - started)} (execution "
+                f"{str(scheduler.last_execution_id)[:8]}; finished results are kept for the next run)",
+                highlight=False,
+            )
+            sys.exit(EXIT_INTERRUPTED)
         except Exception as exc:
             err_console.print(user_traceback(exc), markup=False, highlight=False)
             err_console.print(
@@ -246,7 +321,7 @@ def run(ctx: click.Context, workflow: str, task_name: str, no_cache: bool, dryru
                 import pdb as debugger
 
                 debugger.post_mortem(exc.__traceback__)
-            sys.exit(1)
+            sys.exit(EXIT_FAILED)
         if explain_run and not dryrun:
             _print_explanations(scheduler)
     finally:
@@ -260,6 +335,30 @@ def run(ctx: click.Context, workflow: str, task_name: str, no_cache: bool, dryru
         highlight=False,
     )
     out.print(result if isinstance(result, str) else repr(result), markup=False, highlight=False, soft_wrap=True)
+
+
+def _with_options(task: Task, overrides: dict[str, Any], scheduler: Scheduler) -> Task:
+    """``task`` with ``-o`` overrides, each checked now: an unknown option or a bad value is a usage error."""
+    from slothflow.scheduler._options import known_options, resolve
+
+    known = known_options(scheduler.executors)
+    for key in overrides:
+        if key not in known:
+            close = difflib.get_close_matches(key, sorted(known), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise CLIError(f"-o {key}=...: unknown task option {key!r}{hint} (options: {', '.join(sorted(known))})")
+    executor = overrides.get("executor")
+    if executor is not None and str(executor) not in scheduler.executors:
+        names = sorted(scheduler.executors)
+        close = difflib.get_close_matches(str(executor), names, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise CLIError(f"-o executor={executor}: no such executor{hint} (configured: {', '.join(names)})")
+    task = task.options(**overrides)
+    try:
+        resolve(task, True, scheduler.env_policy, scheduler.executors)
+    except TaskDefinitionError as exc:
+        raise CLIError(f"-o/--option: {exc}") from exc
+    return task
 
 
 def _print_explanations(scheduler: Scheduler) -> None:
@@ -347,14 +446,23 @@ def explain(ctx: click.Context, ident: str, fmt: str) -> None:
 
 @cli.command()
 @click.argument("directory", required=False, default=".", type=click.Path(file_okay=False))
-def init(directory: str) -> None:
-    """Create a slothflow project (.slothflow/ with its config and database) in DIRECTORY."""
+@click.pass_context
+def init(ctx: click.Context, directory: str) -> None:
+    """Create a slothflow project (.slothflow/ with its config and database) in DIRECTORY.
+
+    The database is the one the config names, or --db; init is the only command that creates one at a path
+    that was given.
+    """
     folder = Path(directory) / PROJECT_DIRNAME
     folder.mkdir(parents=True, exist_ok=True)
     config_path = folder / CONFIG_FILENAME
     if not config_path.exists():
         config_path.write_text(DEFAULT_CONFIG_TOML)
-    scheduler = Scheduler(config=load_project_config(folder))
+    config = load_project_config(folder)
+    db_uri = _db_option(ctx)
+    if db_uri:
+        config.read_dict({"backend": {"db_uri": db_uri}})
+    scheduler = Scheduler(config=config)
     try:
         scheduler.load()
         make_console().print(f"slothflow project ready: {config_path} (database {scheduler.db_uri})", highlight=False)

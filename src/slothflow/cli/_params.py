@@ -1,4 +1,8 @@
-"""Command-line parameters typed from a task's annotations (``slothflow run wf.py main --n 3``)."""
+"""Command-line parameters typed from a task's annotations (``slothflow run wf.py main --n 3``).
+
+A ``list[...]`` parameter takes its values as ``--xs a b c`` (several after one flag, as redun's CLI does),
+``--xs a --xs b`` or ``--xs '["a", "b"]'``; each element is converted and checked against the element type.
+"""
 
 from __future__ import annotations
 
@@ -42,6 +46,13 @@ def _bool(text: str) -> bool:
     raise ValueError("use true or false")
 
 
+def _json_object(text: str) -> dict[str, Any]:
+    value = json.loads(text)
+    if not isinstance(value, dict):
+        raise ValueError(f"expected a JSON object ({{...}}), got a JSON {type(value).__name__}")
+    return value
+
+
 def _click_type(annotation: Any) -> tuple[Any, bool]:
     """(click type, multiple) for an annotation."""
     origin = typing.get_origin(annotation)
@@ -53,7 +64,7 @@ def _click_type(annotation: Any) -> tuple[Any, bool]:
         item = inner[0] if inner and inner[0] is not Ellipsis else str
         return _click_type(item)[0], True
     if origin is dict or annotation is dict:
-        return _Parsed("JSON object", json.loads), False
+        return _Parsed("JSON object", _json_object), False
     if annotation is bool:
         return _Parsed("boolean", _bool), False
     if annotation is int:
@@ -78,6 +89,13 @@ def _click_type(annotation: Any) -> tuple[Any, bool]:
             raw = annotation
             return _Parsed(raw.__name__, lambda t: proxy.parse_arg(raw, t)), False
     return click.STRING, False
+
+
+def _help(annotation: Any, multiple: bool) -> str | None:
+    if annotation is inspect.Parameter.empty:
+        return None
+    shown = annotation.__name__ if isinstance(annotation, type) else str(annotation).replace("typing.", "")
+    return f"({shown})" + (" one or more values, or a JSON list" if multiple else "")
 
 
 def task_command(task: Task) -> click.Command:
@@ -108,8 +126,7 @@ def task_command(task: Task) -> click.Command:
                 multiple=multiple,
                 required=required,
                 show_default=not required,
-                help=f"({getattr(annotation, '__name__', str(annotation))})"
-                if annotation is not inspect.Parameter.empty else None,
+                help=_help(annotation, multiple),
                 **extra,
             )
         )
@@ -117,11 +134,64 @@ def task_command(task: Task) -> click.Command:
     return click.Command(task.fullname, params=params, help=doc, add_help_option=True)
 
 
+def _expand_lists(cmd: click.Command, args: list[str]) -> list[str]:
+    """``--xs a b`` and ``--xs '["a", "b"]'`` as ``--xs a --xs b``, which click understands.
+
+    The values of a list option run until the next word that starts with ``--``.
+    """
+    multiple = {opt for p in cmd.params if isinstance(p, click.Option) and p.multiple for opt in p.opts}
+    out: list[str] = []
+    i = 0
+    while i < len(args):
+        word = args[i]
+        flag, eq, inline = word.partition("=")
+        i += 1
+        if flag not in multiple:
+            out.append(word)
+            continue
+        values = [inline] if eq else []
+        while i < len(args) and not args[i].startswith("--"):
+            values.append(args[i])
+            i += 1
+        if not values:
+            out.append(flag)  # click reports the missing value
+        for value in values:
+            for item in _json_items(value):
+                out += [flag, item]
+    return out
+
+
+def _json_items(value: str) -> list[str]:
+    """The elements of a JSON list as words (strings as themselves), or ``[value]`` when it is not one."""
+    if not value.lstrip().startswith("["):
+        return [value]
+    try:
+        items = json.loads(value)
+    except ValueError:
+        return [value]
+    if not isinstance(items, list):
+        return [value]
+    return [item if isinstance(item, str) else json.dumps(item) for item in items]
+
+
+def _collection(annotation: Any) -> type:
+    """The container a multiple option's values go in: the annotation's own (list, tuple, set, frozenset)."""
+    for candidate in (annotation, *typing.get_args(annotation)):
+        origin = typing.get_origin(candidate) or candidate
+        if origin in (list, tuple, set, frozenset):
+            return origin
+    return list
+
+
 def parse_task_args(task: Task, args: list[str]) -> dict[str, Any]:
     """Parse ``--name value`` words into the task's keyword arguments (raises click errors)."""
     cmd = task_command(task)
-    ctx = cmd.make_context(f"slothflow run ... {task.name}", list(args))
+    ctx = cmd.make_context(f"slothflow run ... {task.name}", _expand_lists(cmd, list(args)))
     values = dict(ctx.params)
+    try:
+        hints = typing.get_type_hints(task.func)
+    except Exception:
+        hints = {}
     out: dict[str, Any] = {}
     for name, param in task.signature.parameters.items():
         if name not in values:
@@ -130,7 +200,10 @@ def parse_task_args(task: Task, args: list[str]) -> dict[str, Any]:
         if isinstance(value, tuple):
             if not value and param.default is not inspect.Parameter.empty:
                 continue
-            value = list(value)
+            annotation = hints.get(name, param.annotation)
+            if annotation is inspect.Parameter.empty:
+                annotation = type(param.default)
+            value = _collection(annotation)(value)
         if value is None and param.default is not inspect.Parameter.empty:
             continue
         out[name] = value

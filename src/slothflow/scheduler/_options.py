@@ -65,6 +65,14 @@ def _number(task: Task, name: str, value: Any, minimum: float, integer: bool = F
     return value
 
 
+def known_options(executors: dict[str, Executor]) -> set[str]:
+    """Every task option some part of this scheduler acts on: its own, resources, and executors' declared ones."""
+    every = set(SCHEDULER_OPTIONS) | RESOURCE_OPTIONS
+    for executor in executors.values():
+        every |= set(getattr(executor, "options", ()) or ())
+    return every
+
+
 def unknown_option_error(task: Task, name: str, valid: Iterable[str],
                          executor: str | None = None) -> TaskDefinitionError:
     close = difflib.get_close_matches(name, sorted(valid), n=1)
@@ -93,9 +101,7 @@ def resolve(task: Task, cache: bool, default_env_policy: str, executors: dict[st
     if executor is not None:
         for name in extra:
             if name not in declared:
-                every = set(SCHEDULER_OPTIONS) | RESOURCE_OPTIONS | declared
-                for other in executors.values():
-                    every |= set(getattr(other, "options", ()) or ())
+                every = known_options(executors)
                 raise unknown_option_error(task, name, every, executor_name if name in every else None)
     resources: dict[str, float] = {}
     for name in RESOURCE_OPTIONS:

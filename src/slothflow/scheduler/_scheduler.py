@@ -8,7 +8,6 @@ the store keeps) and :mod:`._plan` (dry runs).
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sys
@@ -17,11 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from slothflow._config import DB_FILENAME, Config, load_project_config
-from slothflow.executors import Executor, make_executor
+from slothflow._config import DB_FILENAME, Config, load_project_config, validate_config
 from slothflow.hashing._environment import DEFAULT_POLICY, check_policy
 
 if TYPE_CHECKING:
+    from slothflow.executors import Executor
     from slothflow.scheduler._job import Job
     from slothflow.store import Store
 
@@ -49,27 +48,30 @@ class Scheduler:
 
     def __init__(self, config: Config | dict[str, Any] | None = None, backend: Store | None = None,
                  executor: Executor | None = None) -> None:
+        # The executors package loads the serialization stack: imported when a scheduler is made, not with
+        # `import slothflow`.
+        from slothflow.executors import EXECUTORS
+
         if config is None:
             config = load_project_config()
-        elif not isinstance(config, Config):
-            config = Config(config)
+        config = validate_config(config, EXECUTORS)  # every key checked before anything is built
         self.config = config
         self._store = backend
         self.executors: dict[str, Executor] = {}
         self._build_executors(executor)
-        self.limits = {str(k): int(v) for k, v in config.section("limits").items()}
+        self.limits: dict[str, int] = config.section("limits")
         sched = config.section("scheduler")
         self.fail_fast = bool(sched.get("fail_fast", False))
-        self.env_policy = check_policy(sched.get("env_policy", DEFAULT_POLICY), "[scheduler]")
-        context = sched.get("context") or {}
-        if isinstance(context, str):
-            context = json.loads(context)
-        self.default_context: dict[str, Any] = {**config.section("context"), **dict(context)}
+        self.env_policy = check_policy(sched.get("env_policy", DEFAULT_POLICY), "config scheduler.env_policy")
+        self.default_context: dict[str, Any] = {**config.section("context"), **sched.get("context", {})}
+        self.default_tags: dict[str, Any] = config.section("tags")
         self._listeners: list[Listener] = []
         self.last_execution_id: str | None = None
 
     # ------------------------------------------------------------------------------------ set-up
     def _build_executors(self, executor: Executor | None) -> None:
+        from slothflow.executors import make_executor
+
         defaults = {
             "default": {"type": "threads"},
             "threads": {"type": "threads"},
@@ -87,20 +89,7 @@ class Scheduler:
 
     @property
     def db_uri(self) -> str:
-        backend = self.config.section("backend")
-        uri = backend.get("db_uri")
-        base = self.config.config_dir
-        if uri is None:
-            folder = base if base is not None else load_project_config().config_dir
-            assert folder is not None
-            return f"sqlite:///{Path(folder) / DB_FILENAME}"
-        uri = str(uri)
-        from slothflow.store import sqlite_path  # the database stack loads when first needed
-
-        path = sqlite_path(uri)
-        if path is not None and not os.path.isabs(path) and base is not None:
-            return f"sqlite:///{base / path}"
-        return uri
+        return database_uri(self.config)
 
     def load(self, migrate: bool | None = None) -> Store:
         """Open (and, for a new database, create) the store."""
@@ -178,11 +167,31 @@ class Scheduler:
         from slothflow.scheduler._run import Run
 
         run = Run(self, store, cache=cache, dryrun=dryrun, context=ctx, stats=RunStats())
-        tag_pairs = list(tags.items()) if isinstance(tags, dict) else list(tags)
+        given = list(tags.items()) if isinstance(tags, dict) else list(tags)
+        keys = {key for key, _ in given}  # a tag given to this run replaces the configured one
+        tag_pairs = [(k, v) for k, v in self.default_tags.items() if k not in keys] + given
         run.start_execution(exec_argv or sys.argv, tag_pairs, execution_id)
         self.last_execution_id = run.execution_id
         return run.run(expr)
 
+
+
+def database_uri(config: Config) -> str:
+    """The database a configuration names: ``[backend] db_uri`` (a relative SQLite path is relative to the
+    project folder), by default ``slothflow.db`` in the project folder."""
+    uri = config.section("backend").get("db_uri")
+    base = config.config_dir
+    if uri is None:
+        folder = base if base is not None else load_project_config().config_dir
+        assert folder is not None
+        return f"sqlite:///{Path(folder) / DB_FILENAME}"
+    uri = str(uri)
+    from slothflow.store import sqlite_path  # the database stack loads when first needed
+
+    path = sqlite_path(uri)
+    if path is not None and not os.path.isabs(path) and base is not None:
+        return f"sqlite:///{base / path}"
+    return uri
 
 
 def _merge_context(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:

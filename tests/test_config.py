@@ -133,13 +133,14 @@ def test_configured_tags_go_on_every_execution(tmp_path: Path) -> None:
 
 
 def test_readme_documents_every_key() -> None:
-    from slothflow._config import BUILTIN_EXECUTOR_SCHEMAS, OPEN_SECTIONS, SECTIONS
+    from slothflow._config import OPEN_SECTIONS, SECTIONS
+    from slothflow.executors import InlineExecutor, ProcessExecutor, ThreadExecutor
 
     readme = (Path(__file__).parent.parent / "README.md").read_text()
     table = readme.split("## Configuration and the database", 1)[1].split("\n## ", 1)[0]
     names = [f"{section}.{key}" for section, keys in SECTIONS.items() for key in keys]
     names += [f"{section}.NAME" for section in OPEN_SECTIONS if section != "context"]
-    names += [f"executors.NAME.{key}" for keys in BUILTIN_EXECUTOR_SCHEMAS.values() for key in keys
-              if key != "mode"]
+    names += [f"executors.NAME.{key}" for cls in (InlineExecutor, ThreadExecutor, ProcessExecutor)
+              for key in cls.config_schema or {}]
     for name in ["executors.NAME.type", *names]:
         assert f"| `{name}` |" in table, name

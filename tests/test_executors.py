@@ -123,7 +123,7 @@ def executor_name(request: pytest.FixtureRequest) -> str:
 def _scheduler(sqlite_uri: str, name: str, **extra: Any) -> Scheduler:
     config: dict[str, Any] = {
         "backend": {"db_uri": sqlite_uri},
-        "executors.default": {"type": name, "max_workers": 2},
+        "executors.default": {"type": name, **({} if name == "inline" else {"max_workers": 2})},
     }
     config.update(extra)
     return Scheduler(config=config)
@@ -290,7 +290,7 @@ def fails():
 
 if __name__ == "__main__":
     s = Scheduler(config={"backend": {"db_uri": sys.argv[1]},
-                          "executors.default": {"type": sys.argv[2], "max_workers": 2}})
+                          "executors.default": {"type": sys.argv[2]}})
     out = {"total": s.run(total(4))}
     try:
         s.run(fails())
@@ -325,7 +325,7 @@ def _raise_value_error(text: str) -> None:
 
 
 def _collect(name: str, specs: list[JobSpec]) -> dict[str, list[Outcome]]:
-    executor = make_executor(name, {"type": name, "max_workers": 2})
+    executor = make_executor(name, {"type": name, **({} if name == "inline" else {"max_workers": 2})})
     outcomes: queue.SimpleQueue[Outcome] = queue.SimpleQueue()
     executor.start()
     try:

@@ -60,6 +60,8 @@ class Project:
         self.workflow = root / "wf.py"
         self.workflow.write_text(WORKFLOW)
         self.log = root / "runs.log"
+        subprocess.run([sys.executable, "-m", "slothflow.cli", "--db", self.db, "init"], cwd=root, check=True,
+                       capture_output=True, timeout=120)
 
     def run(self, *args: str) -> tuple[Counter[str], str]:
         """Run ``slothflow run wf.py ARGS`` in a fresh process; the task bodies that ran, and stdout."""

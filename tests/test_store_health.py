@@ -104,6 +104,7 @@ def test_damaged_database_is_refused_before_any_task_runs(tmp_path: Path, damage
     if damage == "garbage":
         db.write_bytes(os.urandom(64 * 1024))
     else:
+        assert _cli(tmp_path, "--db", uri, "init").returncode == 0
         assert _cli(tmp_path, "--db", uri, "run", "wf.py", "hello").returncode == 0
         with sqlite3.connect(db) as conn:  # a store with many pages, all checkpointed into the file
             conn.execute("CREATE TABLE filler (x BLOB)")

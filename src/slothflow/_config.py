@@ -176,20 +176,15 @@ OPEN_SECTIONS: dict[str, ConfigKey] = {
 }
 # Every [executors.NAME] section has a type; the rest of its keys are the executor's own.
 EXECUTOR_TYPE = ConfigKey(str, "the executor type (threads, processes, inline or a registered one)", "threads")
-_WORKERS = ConfigKey(int, "how many jobs run at once", minimum=1)
-_START = ConfigKey(str, "how worker processes start", "spawn", choices=("spawn", "forkserver", "fork"))
-# Keys of the built-in executor types, for executor classes that do not declare ``config_schema`` themselves.
-BUILTIN_EXECUTOR_SCHEMAS: dict[str, dict[str, ConfigKey]] = {
-    "threads": {"max_workers": ConfigKey(int, "how many jobs run at once", 8, 1)},
-    "processes": {"max_workers": ConfigKey(int, "how many jobs run at once", "the number of cores", 1),
-                  "start_method": _START},
-    "inline": {},
-    "local": {"max_workers": _WORKERS, "start_method": _START,
-              "mode": ConfigKey(str, "redun's local executor: threads or processes", "thread",
-                                choices=("thread", "process"))},
+# redun's ``type = "local"`` (threads, or processes with ``mode = "process"``); other executor types declare
+# their keys on their class (``Executor.config_schema``).
+LOCAL_EXECUTOR_SCHEMA: dict[str, ConfigKey] = {
+    "max_workers": ConfigKey(int, "how many jobs run at once", minimum=1),
+    "start_method": ConfigKey(str, "how worker processes start", "spawn", choices=("spawn", "forkserver", "fork")),
+    "mode": ConfigKey(str, "redun's local executor: threads or processes", "thread", choices=("thread", "process")),
+    "memory": ConfigKey(float, "GB that jobs' memory requests share", "the machine's memory", 0),
+    "gpus": ConfigKey(int, "GPUs that jobs' gpus requests share", 0, 0),
 }
-BUILTIN_EXECUTOR_SCHEMAS["thread"] = BUILTIN_EXECUTOR_SCHEMAS["threads"]
-BUILTIN_EXECUTOR_SCHEMAS["process"] = BUILTIN_EXECUTOR_SCHEMAS["processes"]
 
 
 def _did_you_mean(name: str, valid: list[str]) -> str:
@@ -203,7 +198,7 @@ def validate_config(config: Config | dict[str, Any], executor_types: Mapping[str
     Raises :class:`ConfigError` naming ``section.key``, the value and what was expected; an unknown section or
     key is an error too, with the nearest valid name. ``executor_types`` (type name -> executor class) makes
     executor types and their keys checked: a class declares its keys as ``config_schema`` (a dict of key name
-    to :class:`ConfigKey` or plain type); the built-in types fall back to :data:`BUILTIN_EXECUTOR_SCHEMAS`.
+    to :class:`ConfigKey` or plain type; None when it leaves its keys unchecked).
     """
     if not isinstance(config, Config):
         config = Config(config)
@@ -270,12 +265,12 @@ def _check_executor(name: str, section: dict[str, Any], executor_types: Mapping[
 
 def executor_schema(type_name: str, cls: type) -> dict[str, ConfigKey] | None:
     """The config keys an executor class accepts (besides ``type``), or None when it does not say."""
+    if type_name == "local":
+        return LOCAL_EXECUTOR_SCHEMA
     declared = getattr(cls, "config_schema", None)
-    if declared is not None:
-        return {k: v if isinstance(v, ConfigKey) else ConfigKey(v) for k, v in dict(declared).items()}
-    if cls.__module__.startswith("slothflow.executors"):
-        return BUILTIN_EXECUTOR_SCHEMAS.get(type_name, {})
-    return None
+    if declared is None:
+        return None
+    return {k: v if isinstance(v, ConfigKey) else ConfigKey(v) for k, v in dict(declared).items()}
 
 
 def find_project_dir(start: str | os.PathLike[str] | None = None) -> Path | None:

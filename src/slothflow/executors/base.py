@@ -19,6 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from slothflow._config import ConfigKey
+
 
 @dataclass(slots=True)
 class JobSpec:
@@ -104,6 +106,10 @@ def machine_memory_gb() -> float:
         return 0.0
 
 
+MEMORY_KEY = ConfigKey(float, "GB that jobs' memory requests share", "the machine's memory", 0)
+GPUS_KEY = ConfigKey(int, "GPUs that jobs' gpus requests share", 0, 0)
+
+
 def local_resources(config: dict[str, Any]) -> dict[str, float]:
     """Memory and GPUs of a local executor: from its config (``memory`` in GB, ``gpus``), else the machine's
     memory and no GPUs."""
@@ -124,10 +130,10 @@ class Executor(ABC):
 
     #: Task options this executor understands beyond the scheduler's own (e.g. Slurm's ``partition``).
     options: ClassVar[frozenset[str]] = frozenset()
-    #: Keys of an ``[executors.NAME]`` config section this executor reads (besides ``type``), each with its
-    #: kind: ``"positive_int"``, ``"non_negative_int"``, ``"positive_number"``, ``"str"``, ``"bool"``, or a
-    #: tuple of the allowed values. Any other key in the section is an error.
-    config_schema: ClassVar[dict[str, Any]] = {}
+    #: Keys of an ``[executors.NAME]`` config section this executor reads (besides ``type``): key name ->
+    #: :class:`~slothflow._config.ConfigKey` (or a plain type). Any other key is an error naming it. None: the
+    #: executor does not say, and its section's keys are passed through unchecked.
+    config_schema: ClassVar[dict[str, Any] | None] = None
     #: Whether jobs leave the scheduler's process (their arguments and results are then serialized).
     remote: ClassVar[bool] = False
     #: How many jobs may run at once (see :attr:`capacity`).

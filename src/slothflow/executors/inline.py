@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from slothflow.executors.base import Done, Executor, JobSpec, local_resources, run_job
+from slothflow.executors.base import GPUS_KEY, MEMORY_KEY, Done, Executor, JobSpec, local_resources, run_job
 
 
 class InlineExecutor(Executor):
@@ -15,7 +15,7 @@ class InlineExecutor(Executor):
         return local_resources(self.config)
 
     max_workers = 1
-    config_schema: ClassVar[dict[str, Any]] = {"memory": "positive_number", "gpus": "non_negative_int"}
+    config_schema: ClassVar[dict[str, Any] | None] = {"memory": MEMORY_KEY, "gpus": GPUS_KEY}
 
     def submit(self, spec: JobSpec, done: Done) -> None:
         done(run_job(spec))

@@ -23,9 +23,19 @@ from collections.abc import Iterator
 from multiprocessing.connection import Connection
 from typing import Any, ClassVar
 
+from slothflow._config import ConfigKey
 from slothflow._errors import ExecutorError, SerializationError
 from slothflow.executors import _wire
-from slothflow.executors.base import Done, Executor, JobSpec, Outcome, local_resources, report_safely
+from slothflow.executors.base import (
+    GPUS_KEY,
+    MEMORY_KEY,
+    Done,
+    Executor,
+    JobSpec,
+    Outcome,
+    local_resources,
+    report_safely,
+)
 
 START_METHODS = ("spawn", "forkserver", "fork")
 _starting = threading.Lock()  # one worker start at a time: ``_main_without_missing_file`` edits __main__
@@ -90,9 +100,10 @@ class ProcessExecutor(Executor):
     def resources(self) -> dict[str, float]:
         return local_resources(self.config)
 
-    config_schema: ClassVar[dict[str, Any]] = {
-        "max_workers": "positive_int", "start_method": START_METHODS, "memory": "positive_number",
-        "gpus": "non_negative_int"}
+    config_schema: ClassVar[dict[str, Any] | None] = {
+        "max_workers": ConfigKey(int, "how many worker processes run jobs at once", "the number of cores", 1),
+        "start_method": ConfigKey(str, "how worker processes start", "spawn", choices=START_METHODS),
+        "memory": MEMORY_KEY, "gpus": GPUS_KEY}
     remote: ClassVar[bool] = True
 
     def __init__(self, name: str, config: dict[str, Any] | None = None) -> None:

@@ -12,7 +12,17 @@ import collections
 import threading
 from typing import Any, ClassVar
 
-from slothflow.executors.base import Done, Executor, JobSpec, local_resources, report_safely, run_job
+from slothflow._config import ConfigKey
+from slothflow.executors.base import (
+    GPUS_KEY,
+    MEMORY_KEY,
+    Done,
+    Executor,
+    JobSpec,
+    local_resources,
+    report_safely,
+    run_job,
+)
 
 
 class _Entry:
@@ -29,8 +39,8 @@ class ThreadExecutor(Executor):
     def resources(self) -> dict[str, float]:
         return local_resources(self.config)
 
-    config_schema: ClassVar[dict[str, Any]] = {
-        "max_workers": "positive_int", "memory": "positive_number", "gpus": "non_negative_int"}
+    config_schema: ClassVar[dict[str, Any] | None] = {
+        "max_workers": ConfigKey(int, "how many jobs run at once", 8, 1), "memory": MEMORY_KEY, "gpus": GPUS_KEY}
 
     def __init__(self, name: str, config: dict[str, Any] | None = None) -> None:
         super().__init__(name, config)

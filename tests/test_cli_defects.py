@@ -150,6 +150,12 @@ def test_only_init_creates_a_named_database(project: Path) -> None:
     assert invoke("log").exit_code == 2
 
 
+def test_a_malformed_database_uri_is_a_usage_error(project: Path) -> None:
+    result = invoke("--db", "nonsense", "run", "wf.py", "greet")
+    assert result.exit_code == 2
+    assert "--db 'nonsense' is not a database URI" in result.stderr
+
+
 def test_first_run_in_a_fresh_folder_creates_the_default_database(project: Path) -> None:
     result = invoke("run", "wf.py", "greet")
     assert result.exit_code == 0, result.output

@@ -136,10 +136,18 @@ def _require_database(config: Config, create_default: bool, db_option: str | Non
     """Only ``slothflow init`` creates a database at a path that was named (``--db``, ``[backend] db_uri``):
     a mistyped path is an error, not a new empty cache. ``run`` still creates the project's default database
     (``.slothflow/slothflow.db``), so a first run in a fresh folder needs no set-up."""
+    from sqlalchemy.engine import make_url
+
     from slothflow.scheduler._scheduler import database_uri
     from slothflow.store import sqlite_path
 
     uri = database_uri(config)
+    try:
+        make_url(uri)
+    except Exception as exc:
+        where = "--db" if db_option else "config backend.db_uri"
+        raise CLIError(f"{where} {uri!r} is not a database URI ({exc}); use sqlite:///PATH or "
+                       "postgresql+psycopg://USER@HOST/DB") from exc
     path = sqlite_path(uri)
     if path is None or Path(path).exists():
         return

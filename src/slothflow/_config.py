@@ -166,6 +166,8 @@ SECTIONS: dict[str, dict[str, ConfigKey]] = {
         "env_policy": ConfigKey(str, "whether package versions count towards reuse: ignore, minor or exact",
                                 "ignore"),
         "context": ConfigKey(dict, "the execution context read by get_context (also a JSON string)", {}),
+        "ignore_warnings": ConfigKey(object, "redun's switch for its namespace warning; slothflow gives no such "
+                                     "warning, so it changes nothing", ""),
     },
 }
 # Sections whose key names are the user's own; every value has the same type.

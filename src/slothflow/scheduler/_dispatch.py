@@ -43,6 +43,8 @@ class Dispatch:
         self.deadlines: list[tuple[float, str]] = []  # (monotonic deadline, submission id)
         self.retries: list[tuple[float, int, Job, JobSpec]] = []  # (due, tie-breaker, job, spec)
         self._seq = 0
+        self._have: dict[str, dict[str, float]] = {}
+        self._need: dict[int, tuple[object, dict[str, float]]] = {}
 
     # -------------------------------------------------------------------------------- queueing
     def miss(self, job: Job) -> None:
@@ -85,6 +87,20 @@ class Dispatch:
                 still.append((job, spec))
         self.waiting_limits = still
 
+    def _totals(self, executor: Executor) -> dict[str, float]:
+        """What ``executor`` has, asked once per run (it may read the machine or a cluster)."""
+        have = self._have.get(executor.name)
+        if have is None:
+            have = self._have[executor.name] = {"vcpus": float(executor.capacity), **executor.resources()}
+        return have
+
+    def _needs(self, job: Job) -> dict[str, float]:
+        """What one attempt takes, computed once per task's options."""
+        entry = self._need.get(id(job.opts))
+        if entry is None or entry[0] is not job.opts:
+            entry = self._need[id(job.opts)] = (job.opts, _needs(job))
+        return entry[1]
+
     def has_submissions(self) -> bool:
         return bool(self.to_submit)
 
@@ -118,8 +134,8 @@ class Dispatch:
                     f"task {job.task.fullname} asks for executor {job.executor!r}, which is not configured "
                     f"(known: {known})", job.task.fullname, job.executor))
                 continue
-            have = _totals(executor)
-            need = _needs(job)
+            have = self._totals(executor)
+            need = self._needs(job)
             too_much = [k for k, n in need.items() if n > have.get(k, 0.0)]
             if too_much:
                 kind = too_much[0]
@@ -142,7 +158,7 @@ class Dispatch:
         spec.job_id = f"{job.id}.{job.attempt}"
         self.in_flight[spec.job_id] = (job, spec)
         used = self.used[executor.name]
-        for kind, n in _needs(job).items():
+        for kind, n in self._needs(job).items():
             used[kind] += n
         if job.opts.timeout is not None:
             heapq.heappush(self.deadlines, (time.monotonic() + job.opts.timeout, spec.job_id))
@@ -184,11 +200,11 @@ class Dispatch:
         run.stats.running -= 1
         executor = run.scheduler.executors[job.executor]
         used = self.used[executor.name]
-        for kind, n in _needs(job).items():
+        for kind, n in self._needs(job).items():
             used[kind] -= n
         queued = self.exec_queue[executor.name]
-        have = _totals(executor)
-        while queued and not self._stopping() and _fits(used, _needs(queued[0][0]), have):
+        have = self._totals(executor)
+        while queued and not self._stopping() and _fits(used, self._needs(queued[0][0]), have):
             run.stats.pending -= 1
             self._submit(executor, *queued.popleft())
         if job.limits:
@@ -277,10 +293,6 @@ class Dispatch:
 
 
 _CONFIG_KEY = {"vcpus": "max_workers", "memory": "memory", "gpus": "gpus"}
-
-
-def _totals(executor: Executor) -> dict[str, float]:
-    return {"vcpus": float(executor.capacity), **executor.resources()}
 
 
 def _needs(job: Job) -> dict[str, float]:

@@ -4,6 +4,7 @@ fresh processes on one SQLite file, as a user's would."""
 from __future__ import annotations
 
 import collections
+import dataclasses
 import json
 import os
 import subprocess
@@ -15,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from slothflow import File, NestingError, Scheduler, task
+from slothflow import File, NestingError, Scheduler, hash_value, script, task
 
 WORKFLOW = textwrap.dedent(
     """
@@ -190,6 +191,42 @@ def test_files_inside_objects_and_dict_keys_are_recorded_for_lineage(scheduler: 
     """Lineage sees the same files as validity: in plain objects and as dict keys."""
     scheduler.run(produce_file(str(tmp_path / "f.txt"), where))
     assert str(tmp_path / "f.txt") in {p for (p,) in sql("SELECT path FROM value_file")}
+
+
+class SlotHolder:
+    __slots__ = ("file",)
+
+    def __init__(self, file: File) -> None:
+        self.file = file
+
+
+def test_argument_hash_sees_files_inside_objects_slots_and_dict_keys(tmp_path: Path) -> None:
+    """Hashing sees the same files as validity: a changed file changes the key of the call that takes it."""
+    path = tmp_path / "in.txt"
+    path.write_text("one")
+
+    def shapes() -> list[Any]:
+        return [Holder(File(str(path))), SlotHolder(File(str(path))), {File(str(path)): 1},
+                collections.defaultdict(list, {File(str(path)): [1]})]
+
+    before = [hash_value(v) for v in shapes()]
+    assert before == [hash_value(v) for v in shapes()]  # stable while nothing changes
+    path.write_text("two!")
+    after = [hash_value(v) for v in shapes()]
+    assert all(b != a for b, a in zip(before, after, strict=True))
+
+
+@dataclasses.dataclass
+class Outputs:
+    upper: File
+    lower: File
+
+
+def test_script_outputs_inside_a_dataclass_are_staged(scheduler: Scheduler, tmp_path: Path) -> None:
+    """Staging sees the same structure: outputs inside a dataclass are declared, then checked and returned."""
+    up, low = tmp_path / "up.txt", tmp_path / "low.txt"
+    out = scheduler.run(script(f"echo AB > {up} && echo ab > {low}", outputs=Outputs(File(str(up)), File(str(low)))))
+    assert isinstance(out, Outputs) and (out.upper.read(), out.lower.read()) == ("AB\n", "ab\n")
 
 
 # ------------------------------------------------------------------------------- defect 2: defaultdict

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from slothflow import File, NestingError, Scheduler, hash_value, script, task
+from slothflow import File, NestingError, Scheduler, Value, hash_value, script, task
 
 WORKFLOW = textwrap.dedent(
     """
@@ -227,6 +227,27 @@ def test_script_outputs_inside_a_dataclass_are_staged(scheduler: Scheduler, tmp_
     up, low = tmp_path / "up.txt", tmp_path / "low.txt"
     out = scheduler.run(script(f"echo AB > {up} && echo ab > {low}", outputs=Outputs(File(str(up)), File(str(low)))))
     assert isinstance(out, Outputs) and (out.upper.read(), out.lower.read()) == ("AB\n", "ab\n")
+
+
+class Sample(Value):
+    """A Value class of the user's own, holding a file as an attribute."""
+
+    def __init__(self, reads: File) -> None:
+        self.reads = reads
+
+
+def test_files_inside_a_value_of_your_own_are_checked(tmp_path: Path) -> None:
+    from slothflow.files._file import iter_files
+    from slothflow.model._value import first_invalid
+
+    path = tmp_path / "reads.fq"
+    path.write_text("ACGT")
+    sample = Sample(File(str(path)))
+    hash_value(sample)  # records the file's fingerprint, as storing a result does
+    assert [f.path for f in iter_files({"s": [sample]})] == [str(path)]
+    assert first_invalid([sample]) is None
+    path.unlink()
+    assert first_invalid([sample]) is sample.reads
 
 
 # ------------------------------------------------------------------------------- defect 2: defaultdict

@@ -169,6 +169,19 @@ def transform(
             memo[id(frame.obj)] = result
 
 
+def parts(value: Any) -> list[Any]:
+    """The direct parts of ``value`` that the walker would visit ([] for an atom): for a caller that treats
+    an object as a leaf and still wants to look inside it."""
+    kind = _kind(cast(Any, type(value)))
+    if kind is None:
+        return []
+    if kind in _SEQUENCES or kind in _SETS:
+        return list(value)
+    if kind in _MAPPINGS:
+        return [x for item in value.items() for x in item]
+    return _attributes(value, kind)[1]
+
+
 def format_path(steps: list[str], root: str = "value", limit: int = 12) -> str:
     """A readable path such as ``value[0]['k'].name``; a long one keeps its ends."""
     if len(steps) > limit:
@@ -290,13 +303,21 @@ def _attributes(obj: Any, kind: int) -> tuple[list[str], list[Any]]:
         names: Any = [f.name for f in dataclasses.fields(obj)]
     elif kind == _ATTRS:
         names = [a.name for a in type(obj).__attrs_attrs__]
-    else:
+    else:  # the instance's own state, read directly (a property of the same name does not hide it)
         state = getattr(obj, "__dict__", None)
-        names = (list(state) if isinstance(state, dict) else []) + list(_slot_names(cast(Any, type(obj))))
+        found = list(state) if isinstance(state, dict) else []
+        values = list(state.values()) if isinstance(state, dict) else []
+        names = _slot_names(cast(Any, type(obj)))
+        for name in names:
+            v = getattr(obj, name, _MISSING)
+            if v is not _MISSING:  # an unset slot
+                found.append(name)
+                values.append(v)
+        return found, values
     found, values = [], []
     for name in names:
         v = getattr(obj, name, _MISSING)
-        if v is not _MISSING:  # a field without a value yet (init=False, no default), an unset slot
+        if v is not _MISSING:  # a field without a value yet (init=False, no default)
             found.append(name)
             values.append(v)
     return found, values

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from slothflow import File, NestingError, Scheduler, Value, hash_value, script, task
+from slothflow import ExpressionError, File, NestingError, Scheduler, Value, hash_value, script, task
 
 WORKFLOW = textwrap.dedent(
     """
@@ -345,6 +345,25 @@ def test_self_referencing_and_very_deep_arguments_fail_at_once(tmp_path: Path, w
     assert "argument 'items' of task probe.consume" in report["message"]
     assert "RecursionError" not in out.stdout + out.stderr
     assert report["seconds"] < 10 and time.monotonic() - started < 60
+
+
+@task
+def takes(items: list[Any]) -> int:
+    return 1
+
+
+def test_messages_about_a_call_with_a_very_deep_argument_are_not_recursion_errors() -> None:
+    """Defect 12: formatting a message about ``takes(deep)`` must not raise RecursionError and hide it."""
+    deep: list[Any] = []
+    cur = deep
+    for _ in range(10_000):
+        nxt: list[Any] = []
+        cur.append(nxt)
+        cur = nxt
+    expr = takes(deep)
+    assert "takes(<list>)" in repr(expr)
+    with pytest.raises(ExpressionError, match="lazy expression"):
+        bool(expr)
 
 
 def test_nesting_error_pickles_with_its_context() -> None:

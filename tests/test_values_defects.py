@@ -4,6 +4,7 @@ fresh processes on one SQLite file, as a user's would."""
 from __future__ import annotations
 
 import collections
+import dataclasses
 import json
 import os
 import subprocess
@@ -15,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from slothflow import File, NestingError, Scheduler, task
+from slothflow import ExpressionError, File, NestingError, Scheduler, Value, hash_value, script, task
 
 WORKFLOW = textwrap.dedent(
     """
@@ -192,6 +193,63 @@ def test_files_inside_objects_and_dict_keys_are_recorded_for_lineage(scheduler: 
     assert str(tmp_path / "f.txt") in {p for (p,) in sql("SELECT path FROM value_file")}
 
 
+class SlotHolder:
+    __slots__ = ("file",)
+
+    def __init__(self, file: File) -> None:
+        self.file = file
+
+
+def test_argument_hash_sees_files_inside_objects_slots_and_dict_keys(tmp_path: Path) -> None:
+    """Hashing sees the same files as validity: a changed file changes the key of the call that takes it."""
+    path = tmp_path / "in.txt"
+    path.write_text("one")
+
+    def shapes() -> list[Any]:
+        return [Holder(File(str(path))), SlotHolder(File(str(path))), {File(str(path)): 1},
+                collections.defaultdict(list, {File(str(path)): [1]})]
+
+    before = [hash_value(v) for v in shapes()]
+    assert before == [hash_value(v) for v in shapes()]  # stable while nothing changes
+    path.write_text("two!")
+    after = [hash_value(v) for v in shapes()]
+    assert all(b != a for b, a in zip(before, after, strict=True))
+
+
+@dataclasses.dataclass
+class Outputs:
+    upper: File
+    lower: File
+
+
+def test_script_outputs_inside_a_dataclass_are_staged(scheduler: Scheduler, tmp_path: Path) -> None:
+    """Staging sees the same structure: outputs inside a dataclass are declared, then checked and returned."""
+    up, low = tmp_path / "up.txt", tmp_path / "low.txt"
+    out = scheduler.run(script(f"echo AB > {up} && echo ab > {low}", outputs=Outputs(File(str(up)), File(str(low)))))
+    assert isinstance(out, Outputs) and (out.upper.read(), out.lower.read()) == ("AB\n", "ab\n")
+
+
+class Sample(Value):
+    """A Value class of the user's own, holding a file as an attribute."""
+
+    def __init__(self, reads: File) -> None:
+        self.reads = reads
+
+
+def test_files_inside_a_value_of_your_own_are_checked(tmp_path: Path) -> None:
+    from slothflow.files._file import iter_files
+    from slothflow.model._value import first_invalid
+
+    path = tmp_path / "reads.fq"
+    path.write_text("ACGT")
+    sample = Sample(File(str(path)))
+    hash_value(sample)  # records the file's fingerprint, as storing a result does
+    assert [f.path for f in iter_files({"s": [sample]})] == [str(path)]
+    assert first_invalid([sample]) is None
+    path.unlink()
+    assert first_invalid([sample]) is sample.reads
+
+
 # ------------------------------------------------------------------------------- defect 2: defaultdict
 @task
 def plus_one(x: int) -> int:
@@ -287,6 +345,25 @@ def test_self_referencing_and_very_deep_arguments_fail_at_once(tmp_path: Path, w
     assert "argument 'items' of task probe.consume" in report["message"]
     assert "RecursionError" not in out.stdout + out.stderr
     assert report["seconds"] < 10 and time.monotonic() - started < 60
+
+
+@task
+def takes(items: list[Any]) -> int:
+    return 1
+
+
+def test_messages_about_a_call_with_a_very_deep_argument_are_not_recursion_errors() -> None:
+    """Defect 12: formatting a message about ``takes(deep)`` must not raise RecursionError and hide it."""
+    deep: list[Any] = []
+    cur = deep
+    for _ in range(10_000):
+        nxt: list[Any] = []
+        cur.append(nxt)
+        cur = nxt
+    expr = takes(deep)
+    assert "takes(<list>)" in repr(expr)
+    with pytest.raises(ExpressionError, match="lazy expression"):
+        bool(expr)
 
 
 def test_nesting_error_pickles_with_its_context() -> None:

@@ -21,7 +21,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from slothflow import NestingError
-from slothflow._walk import MAX_DEPTH, check_nesting, contains, iter_leaves, transform
+from slothflow._walk import MAX_DEPTH, check_nesting, contains, iter_leaves, parts, transform
 
 
 class Leaf:
@@ -340,3 +340,12 @@ def test_depth_beyond_the_limit_raises_without_recursion_error() -> None:
         ok = [ok]
     assert _found(ok) == [1]
     assert transform(ok, lambda x: x, Leaf) is ok
+
+
+def test_parts_are_the_direct_parts_the_walker_visits() -> None:
+    assert parts([1, Leaf(2)]) == [1, Leaf(2)]
+    assert parts({"k": Leaf(1)}) == ["k", Leaf(1)]
+    assert parts(Plain(1, 2)) == [1, 2]
+    assert parts(Slotted(1, 2)) == [1, 2]
+    assert parts(DC(1)) == [1, None]
+    assert parts(pathlib.Path("/x")) == [] and parts(DC) == [] and parts(3) == []

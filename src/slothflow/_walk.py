@@ -37,6 +37,9 @@ _LIST, _TUPLE, _DICT, _SET, _FROZENSET = 1, 2, 3, 4, 5
 _LIST_SUB, _TUPLE_SUB, _NAMEDTUPLE, _DICT_SUB, _SET_SUB, _FROZENSET_SUB = 6, 7, 8, 9, 10, 11
 _DATACLASS, _ATTRS, _OBJECT = 12, 13, 14
 _EXACT = {list: _LIST, tuple: _TUPLE, dict: _DICT, set: _SET, frozenset: _FROZENSET}
+_SEQUENCES = frozenset({_LIST, _TUPLE, _LIST_SUB, _TUPLE_SUB, _NAMEDTUPLE})
+_MAPPINGS = frozenset({_DICT, _DICT_SUB})
+_SETS = frozenset({_SET, _FROZENSET, _SET_SUB, _FROZENSET_SUB})
 _NEVER_WALKED = (
     type, types.FunctionType, types.BuiltinFunctionType, types.MethodType, types.ModuleType, functools.partial,
     enum.Enum, BaseException, str, bytes, bytearray, int, float, complex,
@@ -49,41 +52,50 @@ def iter_leaves(value: Any, is_leaf: Leaf, root: str = "value", max_depth: int =
 
     A leaf is not walked into; the caller decides what its insides are (an expression's arguments, a Dir's
     files). ``root`` names the value in a :class:`NestingError` message."""
-    leaf = _predicate(is_leaf)
     if type(value) in _ATOMS:
         return
-    stack: list[Any] = [(value, None)]
-    chain: list[tuple[Any, int, Any]] = []  # (container, kind, key in its parent): the path being walked
+    leaf, exact = _leaf_test(is_leaf)
+    atoms = _ATOMS
+    stack: list[Any] = [value]
+    chain: list[Any] = []  # the containers being walked: the path from the root to here
     active: set[int] = set()
     done: set[int] = set()
     while stack:
-        obj, key = stack.pop()
+        obj = stack.pop()
+        cls: Any = type(obj)
+        if cls in atoms:
+            continue
         if obj is _EXIT:
-            container = chain.pop()[0]
-            active.discard(id(container))
-            done.add(id(container))
+            oid = id(chain.pop())
+            active.discard(oid)
+            done.add(oid)
             continue
-        if type(obj) in _ATOMS:
-            continue
-        if leaf(obj):
-            yield obj
-            continue
-        kind = _kind(cast(Any, type(obj)))
+        kind = exact.get(cls)
         if kind is None:
-            continue
+            if leaf(obj):
+                yield obj
+                continue
+            kind = _kind(cls)
+            if kind is None:
+                continue
         oid = id(obj)
         if oid in done:
             continue
         if oid in active or len(chain) >= max_depth:
-            _fail(obj, kind, key, chain, root, max_depth)
-        chain.append((obj, kind, key))
+            _fail(obj, chain, root, max_depth)
+        chain.append(obj)
         active.add(oid)
-        stack.append(_EXIT_ENTRY)
-        pairs = _children(obj, kind)
-        for i in range(len(pairs) - 1, -1, -1):
-            pair = pairs[i]
-            if type(pair[1]) not in _ATOMS:
-                stack.append((pair[1], pair[0]))
+        stack.append(_EXIT)
+        if kind in _SEQUENCES:
+            stack.extend(reversed(obj))
+        elif kind in _MAPPINGS:
+            for k, v in reversed(obj.items()):
+                stack.append(v)
+                stack.append(k)
+        elif kind in _SETS:
+            stack.extend(obj)
+        else:
+            stack.extend(reversed(_attributes(obj, kind)[1]))
 
 
 def contains(value: Any, is_leaf: Leaf) -> bool:
@@ -105,47 +117,50 @@ def transform(
     Containers are rebuilt only where something inside changed, with their own type: a ``defaultdict`` keeps
     its factory, a named tuple its class, a dataclass, attrs or plain object is copied and given the new
     attribute values (its ``__init__`` is not called again). An object shared by two paths stays shared."""
-    leaf = _predicate(is_leaf)
+    leaf, exact = _leaf_test(is_leaf)
+    atoms = _ATOMS
     memo: dict[int, Any] = {}  # container id -> its result (the container itself when nothing changed)
     active: set[int] = set()
-    chain: list[tuple[Any, int, Any]] = []
+    chain: list[Any] = []
     frames: list[_Frame] = []
-    obj, key = value, None
+    obj = value
     while True:
         # Settle ``obj`` now, or open a frame for it.
         cls: Any = type(obj)
-        if cls in _ATOMS:
+        if cls in atoms:
             result = obj
-        elif leaf(obj):
-            result = fn(obj)
         else:
-            kind = _kind(cls)
-            oid = id(obj)
+            kind = exact.get(cls)
             if kind is None:
-                result = obj
-            elif oid in memo:
-                result = memo[oid]
-            else:
-                if oid in active or len(chain) >= max_depth:
-                    _fail(obj, kind, key, chain, root, max_depth)
-                frame = _Frame(obj, kind, _children(obj, kind))
-                frames.append(frame)
-                chain.append((obj, kind, key))
-                active.add(oid)
-                result = _OPENED
+                if leaf(obj):
+                    kind, result = 0, fn(obj)
+                else:
+                    kind = _kind(cls)
+                    result = obj
+            if kind:
+                oid = id(obj)
+                if oid in memo:
+                    result = memo[oid]
+                else:
+                    if oid in active or len(chain) >= max_depth:
+                        _fail(obj, chain, root, max_depth)
+                    frames.append(_Frame(obj, kind))
+                    chain.append(obj)
+                    active.add(oid)
+                    result = _OPENED
         # Hand results up until a frame has another child to settle.
         while True:
             if not frames:
                 return result
             frame = frames[-1]
+            items = frame.items
             if frame.next >= 0:
-                child = frame.pairs[frame.next][1]
                 frame.out.append(result)
-                if result is not child:
+                if result is not items[frame.next]:
                     frame.changed = True
             frame.next += 1
-            if frame.next < len(frame.pairs):
-                key, obj = frame.pairs[frame.next]
+            if frame.next < len(items):
+                obj = items[frame.next]
                 break
             frames.pop()
             chain.pop()
@@ -154,41 +169,60 @@ def transform(
             memo[id(frame.obj)] = result
 
 
-def format_path(keys: list[tuple[int, Any]], root: str = "value", limit: int = 12) -> str:
+def parts(value: Any) -> list[Any]:
+    """The direct parts of ``value`` that the walker would visit ([] for an atom): for a caller that treats
+    an object as a leaf and still wants to look inside it."""
+    kind = _kind(cast(Any, type(value)))
+    if kind is None:
+        return []
+    if kind in _SEQUENCES or kind in _SETS:
+        return list(value)
+    if kind in _MAPPINGS:
+        return [x for item in value.items() for x in item]
+    return _attributes(value, kind)[1]
+
+
+def format_path(steps: list[str], root: str = "value", limit: int = 12) -> str:
     """A readable path such as ``value[0]['k'].name``; a long one keeps its ends."""
-    parts = [_step(kind, key) for kind, key in keys]
-    if len(parts) > limit:
+    if len(steps) > limit:
         head, tail = limit // 2, limit // 4
-        parts = parts[:head] + [f"...({len(parts) - head - tail} more)..."] + parts[-tail:]
-    return root + "".join(parts)
+        steps = steps[:head] + [f"...({len(steps) - head - tail} more)..."] + steps[-tail:]
+    return root + "".join(steps)
 
 
 # ---------------------------------------------------------------------------------------- internals
 class _Frame:
-    __slots__ = ("obj", "kind", "pairs", "next", "out", "changed")
+    __slots__ = ("obj", "kind", "names", "items", "next", "out", "changed")
 
-    def __init__(self, obj: Any, kind: int, pairs: list[tuple[Any, Any]]) -> None:
-        self.obj, self.kind, self.pairs = obj, kind, pairs
+    def __init__(self, obj: Any, kind: int) -> None:
+        self.obj, self.kind = obj, kind
+        self.names: list[Any] | None = None
+        if kind in _SEQUENCES or kind in _SETS:
+            self.items = list(obj)
+        elif kind in _MAPPINGS:
+            self.items = [x for item in obj.items() for x in item]  # key, value, key, value ...
+        else:
+            self.names, self.items = _attributes(obj, kind)
         self.next = -1  # index of the child being settled; -1 before the first
         self.out: list[Any] = []
         self.changed = False
 
 
 _EXIT = object()
-_EXIT_ENTRY = (_EXIT, None)
 _OPENED = object()  # a frame was just opened: move to its first child
-_KEY = object()  # marks a dict key (as opposed to the value under it) in a path
 
 
 def _never(value: Any) -> bool:
     return False
 
 
-def _predicate(is_leaf: Leaf) -> Callable[[Any], bool]:
+def _leaf_test(is_leaf: Leaf) -> tuple[Callable[[Any], bool], dict[type, int]]:
+    """The leaf predicate, and the exact builtin containers that are never leaves (walked without asking)."""
     if isinstance(is_leaf, type | tuple):
         types_ = is_leaf
-        return lambda v: isinstance(v, types_)
-    return is_leaf
+        exact = {c: k for c, k in _EXACT.items() if not issubclass(c, types_)}
+        return (lambda v: isinstance(v, types_)), exact
+    return is_leaf, {}
 
 
 @functools.lru_cache(maxsize=4096)  # a class's kind never changes; bounded, so redefined classes age out
@@ -263,35 +297,30 @@ def _slot_names(cls: Any) -> tuple[str, ...]:
 _MISSING = object()
 
 
-def _children(obj: Any, kind: int) -> list[tuple[Any, Any]]:
-    """(key, child) pairs; a dict gives (key-marker, key) then (key, value) for each item."""
-    if kind in (_LIST, _TUPLE, _LIST_SUB, _TUPLE_SUB, _NAMEDTUPLE, _SET, _FROZENSET, _SET_SUB, _FROZENSET_SUB):
-        return list(enumerate(obj))
-    if kind in (_DICT, _DICT_SUB):
-        pairs: list[tuple[Any, Any]] = []
-        for k, v in obj.items():
-            pairs.append((_KEY, k))
-            pairs.append((k, v))
-        return pairs
+def _attributes(obj: Any, kind: int) -> tuple[list[str], list[Any]]:
+    """The names and values of a dataclass's fields, an attrs class's attributes or a plain object's state."""
     if kind == _DATACLASS:
-        names: Any = (f.name for f in dataclasses.fields(obj))
+        names: Any = [f.name for f in dataclasses.fields(obj)]
     elif kind == _ATTRS:
-        names = (a.name for a in type(obj).__attrs_attrs__)
-    else:
+        names = [a.name for a in type(obj).__attrs_attrs__]
+    else:  # the instance's own state, read directly (a property of the same name does not hide it)
         state = getattr(obj, "__dict__", None)
-        pairs = list(state.items()) if isinstance(state, dict) else []
+        found = list(state) if isinstance(state, dict) else []
+        values = list(state.values()) if isinstance(state, dict) else []
         names = _slot_names(cast(Any, type(obj)))
         for name in names:
             v = getattr(obj, name, _MISSING)
-            if v is not _MISSING:
-                pairs.append((name, v))
-        return pairs
-    out = []
+            if v is not _MISSING:  # an unset slot
+                found.append(name)
+                values.append(v)
+        return found, values
+    found, values = [], []
     for name in names:
         v = getattr(obj, name, _MISSING)
         if v is not _MISSING:  # a field without a value yet (init=False, no default)
-            out.append((name, v))
-    return out
+            found.append(name)
+            values.append(v)
+    return found, values
 
 
 def _rebuild(frame: _Frame) -> Any:
@@ -329,7 +358,8 @@ def _rebuild(frame: _Frame) -> Any:
         new.update(out)
     else:
         state = getattr(new, "__dict__", None)
-        for (name, old), v in zip(frame.pairs, out, strict=True):
+        assert frame.names is not None
+        for name, old, v in zip(frame.names, frame.items, out, strict=True):
             if v is old:
                 continue
             if isinstance(state, dict) and name in state:
@@ -358,14 +388,24 @@ def _shallow_copy(obj: Any) -> Any:
     return new
 
 
-def _step(kind: int, key: Any) -> str:
-    if kind in (_DATACLASS, _ATTRS, _OBJECT):
-        return f".{key}"
-    if kind in (_SET, _FROZENSET, _SET_SUB, _FROZENSET_SUB):
-        return f"{{member {key}}}"
-    if key is _KEY:
-        return "{key}"
-    return f"[{_short(key)}]"
+def _step(parent: Any, child: Any) -> str:
+    """How ``child`` is reached from ``parent``, found by identity (only on the way to an error)."""
+    kind = _kind(cast(Any, type(parent)))
+    if kind in _SEQUENCES:
+        return next((f"[{i}]" for i, c in enumerate(parent) if c is child), "[?]")
+    if kind in _MAPPINGS:
+        for k, v in parent.items():
+            if v is child:
+                return f"[{_short(k)}]"
+            if k is child:
+                return f"{{key {_short(k)}}}"
+        return "[?]"
+    if kind in _SETS:
+        return "{member}"
+    if kind is not None:
+        names, values = _attributes(parent, kind)
+        return next((f".{n}" for n, v in zip(names, values, strict=True) if v is child), ".?")
+    return "?"
 
 
 def _short(key: Any) -> str:
@@ -376,22 +416,19 @@ def _short(key: Any) -> str:
     return text if len(text) <= 30 else text[:27] + "..."
 
 
-def _fail(obj: Any, kind: int, key: Any, chain: list[tuple[Any, int, Any]], root: str, max_depth: int) -> None:
-    # The step into each container is named by its parent's kind and the key it sits under.
-    keys = [(chain[i - 1][1], chain[i][2]) for i in range(1, len(chain))]
-    if chain:
-        keys.append((chain[-1][1], key))
-    here = format_path(keys, root)
-    if len(chain) >= max_depth and all(c is not obj for c, _, _ in chain):
+def _fail(obj: Any, chain: list[Any], root: str, max_depth: int) -> None:
+    path = chain + [obj]
+    steps = [_step(path[i], path[i + 1]) for i in range(len(path) - 1)]
+    here = format_path(steps, root)
+    at = next((i for i, c in enumerate(chain) if c is obj), None)
+    if at is None:
         raise NestingError(
             f"{root} is nested more than {max_depth} levels deep (at {here}), deeper than slothflow "
             "walks values: flatten it, or write it to a File and pass that",
             path=here, kind="depth",
         )
-    at = next(i for i, (c, _, _) in enumerate(chain) if c is obj)
-    target = format_path(keys[:at], root)
     raise NestingError(
-        f"{root} contains itself: {here} is {target} again (a {type(obj).__qualname__} inside itself), "
-        "and a value with a cycle has no hash: break the cycle",
+        f"{root} contains itself: {here} is {format_path(steps[:at], root)} again (a "
+        f"{type(obj).__qualname__} inside itself), and a value with a cycle has no hash: break the cycle",
         path=here, kind="cycle",
     )

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from typing import Any, ClassVar
 
 from slothflow._util import preview  # noqa: F401  (re-exported: its users import it from here)
-from slothflow._walk import iter_leaves
+from slothflow._walk import iter_leaves, parts
 from slothflow.hashing._encode import hash_bytes, register_hasher
 from slothflow.model._expression import Expression
 
@@ -111,8 +111,9 @@ def get_proxy(raw_type: type) -> type[ProxyValue] | None:
 
 def iter_values(value: Any) -> Iterator[Value]:
     """Every ``Value`` inside ``value``, as the one walker sees it (containers, dict keys, dataclasses, attrs,
-    plain objects), then inside those Values (``iter_subvalues``) and inside expressions (a body that returned
-    ``consume(File(...))`` holds the file in its reduction). Each object is reported once."""
+    plain objects), then inside those Values (``iter_subvalues`` and, for your own classes, their attributes)
+    and inside expressions (a body that returned ``consume(File(...))`` holds the file in its reduction).
+    Each object is reported once."""
     seen: dict[int, Any] = {}  # id -> object, kept alive so that an id is never reused during the walk
     roots = [value]
     while roots:
@@ -125,6 +126,7 @@ def iter_values(value: Any) -> Iterator[Value]:
             else:
                 yield leaf
                 roots.extend(leaf.iter_subvalues())
+                roots.extend(parts(leaf))  # the state of a Value class of your own (not File, Dir ...)
 
 
 def first_invalid(value: Any) -> Value | None:

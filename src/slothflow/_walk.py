@@ -219,10 +219,14 @@ def _never(value: Any) -> bool:
 def _leaf_test(is_leaf: Leaf) -> tuple[Callable[[Any], bool], dict[type, int]]:
     """The leaf predicate, and the exact builtin containers that are never leaves (walked without asking)."""
     if isinstance(is_leaf, type | tuple):
-        types_ = is_leaf
-        exact = {c: k for c, k in _EXACT.items() if not issubclass(c, types_)}
-        return (lambda v: isinstance(v, types_)), exact
+        return _type_leaf_test(is_leaf)
     return is_leaf, {}
+
+
+@functools.lru_cache(maxsize=256)  # walks run per call on the hot path: build each type test once
+def _type_leaf_test(types_: type | tuple[type, ...]) -> tuple[Callable[[Any], bool], dict[type, int]]:
+    exact = {c: k for c, k in _EXACT.items() if not issubclass(c, types_)}
+    return (lambda v: isinstance(v, types_)), exact
 
 
 @functools.lru_cache(maxsize=4096)  # a class's kind never changes; bounded, so redefined classes age out

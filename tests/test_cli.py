@@ -271,12 +271,12 @@ def test_init_and_db_commands(tmp_path: Path) -> None:
     assert (tmp_path / ".slothflow" / "slothflow.toml").exists()
     assert (tmp_path / ".slothflow" / "slothflow.db").exists()
     info = invoke("db", "info")
-    assert info.exit_code == 0 and "schema:   0001" in info.stdout
+    assert info.exit_code == 0 and "schema:   0002" in info.stdout
     assert invoke("db", "upgrade").exit_code == 0
     down = invoke("db", "downgrade", "base")
     assert down.exit_code == 0 and "schema None" in down.stdout
     up = invoke("db", "upgrade")
-    assert up.exit_code == 0 and "schema 0001" in up.stdout
+    assert up.exit_code == 0 and "schema 0002" in up.stdout
 
 
 def test_newer_schema_is_refused_clearly(tmp_path: Path) -> None:

@@ -30,7 +30,7 @@ from slothflow._errors import CLIError, SlothflowError
 from slothflow.cli._console import make_console
 from slothflow.cli._display import Progress
 from slothflow.cli._errors import user_traceback
-from slothflow.cli._log import render_lineage, render_log
+from slothflow.cli._log import reading_store, render_lineage, render_log
 from slothflow.cli._params import parse_task_args
 from slothflow.model._task import Task, get_task_registry
 from slothflow.scheduler import Plan, Scheduler
@@ -307,10 +307,11 @@ def log(ctx: click.Context, ident: str | None, file_path: str | None, fmt: str, 
     """Recent executions; with an execution ID (prefix), its job tree; with a job ID, that job."""
     scheduler = Scheduler(config=_config(ctx, create=False))
     try:
-        if file_path is not None:
-            render_lineage(make_console(), scheduler.store, file_path, fmt)
-        else:
-            render_log(make_console(), scheduler.store, ident, fmt, limit)
+        with reading_store(scheduler) as store:
+            if file_path is not None:
+                render_lineage(make_console(), store, file_path, fmt)
+            else:
+                render_log(make_console(), store, ident, fmt, limit)
     finally:
         scheduler.close()
 
@@ -327,7 +328,8 @@ def explain(ctx: click.Context, ident: str, fmt: str) -> None:
     scheduler = Scheduler(config=_config(ctx, create=False))
     try:
         try:
-            explanations = explain_records(scheduler.store.conn, ident)
+            with reading_store(scheduler) as store:
+                explanations = explain_records(store.conn, ident)
         except NotFound as exc:
             raise CLIError(str(exc)) from exc
         console = make_console()
@@ -376,12 +378,12 @@ def db_info(ctx: click.Context) -> None:
 
     scheduler = Scheduler(config=_config(ctx.parent or ctx, create=False))
     try:
-        store = scheduler.store
-        console = make_console()
-        console.print(f"database: {scheduler.db_uri}", highlight=False)
-        console.print(f"schema:   {store.schema_version()} (this slothflow: {HEAD_REVISION})", highlight=False)
-        for name, count in table_counts(store.conn).items():
-            console.print(f"  {name:<12} {count}", highlight=False)
+        with reading_store(scheduler, require_current=False) as store:
+            console = make_console()
+            console.print(f"database: {scheduler.db_uri}", highlight=False)
+            console.print(f"schema:   {store.schema_version()} (this slothflow: {HEAD_REVISION})", highlight=False)
+            for name, count in table_counts(store.conn).items():
+                console.print(f"  {name:<12} {count}", highlight=False)
     finally:
         scheduler.close()
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
-from typing import Any
+import os
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.syntax import Syntax
@@ -13,10 +16,32 @@ from rich.tree import Tree
 
 from slothflow._errors import CLIError
 from slothflow.provenance.queries import NotFound, execution_detail, job_detail, list_executions, resolve_id
-from slothflow.store import Store
+from slothflow.store import Store, sqlite_path
+
+if TYPE_CHECKING:
+    from slothflow.scheduler import Scheduler
 
 _STATUS_STYLE = {"ran": "green", "cached": "cyan", "failed": "bold red", "running": "yellow", "done": "green",
                  "interrupted": "magenta"}
+
+
+@contextlib.contextmanager
+def reading_store(scheduler: Scheduler, require_current: bool = True) -> Iterator[Store]:
+    """The scheduler's database, opened read-only: reading works in a read-only project folder and never
+    migrates. A SQLite database that does not exist yet is created, as ``slothflow run`` would."""
+    path = sqlite_path(scheduler.db_uri)
+    if path is not None and not os.path.exists(path):
+        yield scheduler.store
+        return
+    backend = scheduler.config.section("backend")
+    timeout = backend.get("busy_timeout")
+    store = Store.open_readonly(scheduler.db_uri, blob_dir=backend.get("blob_dir"),
+                               busy_timeout=None if timeout is None else float(timeout),
+                               require_current=require_current)
+    try:
+        yield store
+    finally:
+        store.close()
 
 
 def _when(ts: float | None) -> str:

@@ -162,7 +162,7 @@ def read_only_error(db_uri: str, detail: str) -> StoreReadOnlyError:
     elif os.path.exists(path) and not _writable(Path(path)):
         what = f"the database file {path} is read-only"
     else:
-        what = f"the database {path} cannot be written"
+        what = f"the database {path} is read-only here (opened read-only, or on a read-only file system)"
     return StoreReadOnlyError(
         f"{what} ({detail}); slothflow needs to write there to run workflows (`slothflow log` and `explain` "
         "only read)", db_uri)

@@ -71,6 +71,7 @@ class Store:
         busy_timeout: float | None = None,
         readonly: bool = False,
         blobs: BlobStore | None = None,
+        require_current: bool = True,
     ):
         """Open (and, unless ``readonly``, create or migrate) a store.
 
@@ -81,6 +82,7 @@ class Store:
         self.db_uri = db_uri
         self.is_sqlite = db_uri.startswith("sqlite")
         self.readonly = readonly
+        self._require_current = require_current
         if busy_timeout is None:
             busy_timeout = uri_timeout(db_uri)
         self.busy_timeout = DEFAULT_BUSY_TIMEOUT if busy_timeout is None else float(busy_timeout)
@@ -110,11 +112,13 @@ class Store:
 
     @classmethod
     def open_readonly(cls, db_uri: str, blob_dir: str | os.PathLike[str] | None = None,
-                      busy_timeout: float | None = None) -> Store:
+                      busy_timeout: float | None = None, require_current: bool = True) -> Store:
         """Open a store only to read it (``slothflow log``, ``explain``, ``db info``): works in a read-only
         folder, never migrates (an outdated schema is a :class:`StoreVersionError` that says to run
-        ``slothflow db upgrade``), and any write raises :class:`StoreReadOnlyError`."""
-        return cls(db_uri, blob_dir=blob_dir, automigrate=False, busy_timeout=busy_timeout, readonly=True)
+        ``slothflow db upgrade``, unless ``require_current`` is False), and any write raises
+        :class:`StoreReadOnlyError`. A schema newer than this slothflow's is always refused."""
+        return cls(db_uri, blob_dir=blob_dir, automigrate=False, busy_timeout=busy_timeout, readonly=True,
+                   require_current=require_current)
 
     # ----------------------------------------------------------------------------------- set-up
     def _check_file(self, path: Path) -> None:
@@ -196,6 +200,8 @@ class Store:
                 self.db_uri,
             )
         fresh = version is None
+        if self.readonly and not self._require_current:
+            return
         if self.readonly:
             raise StoreVersionError(
                 f"the database {self.db_uri} has no slothflow schema yet" if fresh else

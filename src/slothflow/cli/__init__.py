@@ -30,7 +30,7 @@ from slothflow._errors import CLIError, SlothflowError
 from slothflow.cli._console import make_console
 from slothflow.cli._display import Progress
 from slothflow.cli._errors import user_traceback
-from slothflow.cli._log import reading_store, render_lineage, render_log
+from slothflow.cli._log import reading_store, render_explain, render_lineage, render_log
 from slothflow.cli._params import parse_task_args
 from slothflow.model._task import Task, get_task_registry
 from slothflow.scheduler import Plan, Scheduler
@@ -332,14 +332,7 @@ def explain(ctx: click.Context, ident: str, fmt: str) -> None:
                 explanations = explain_records(store.conn, ident)
         except NotFound as exc:
             raise CLIError(str(exc)) from exc
-        console = make_console()
-        if fmt == "json":
-            console.print_json(json.dumps([e.to_dict() for e in explanations]))
-            return
-        if not explanations:
-            console.print("every job of this execution was reused from the cache", highlight=False)
-        for item in explanations:
-            console.print(str(item), markup=False, highlight=False)
+        render_explain(make_console(), explanations, fmt)
     finally:
         scheduler.close()
 

@@ -156,6 +156,23 @@ def _print_job(console: Console, data: dict[str, Any]) -> None:
         console.print(Syntax(data["source"], "python", line_numbers=False))
 
 
+def render_explain(console: Console, explanations: list[Any], fmt: str) -> None:
+    """``slothflow explain``: one job in full; several (an execution) grouped by task, each distinct reason
+    printed once with the number of calls it applies to."""
+    from slothflow.provenance.explain import group_explanations
+
+    if fmt == "json":
+        console.print_json(json.dumps([e.to_dict() for e in explanations]))
+        return
+    if not explanations:
+        console.print("every job of this execution was reused from the cache", highlight=False)
+    elif len(explanations) == 1:
+        console.print(str(explanations[0]), markup=False, highlight=False)
+    else:
+        for group in group_explanations(explanations):
+            console.print(str(group), markup=False, highlight=False)
+
+
 def render_lineage(console: Console, store: Store, path: str, fmt: str) -> None:
     from slothflow.provenance.lineage import file_lineage
 

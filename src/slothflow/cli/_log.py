@@ -202,12 +202,15 @@ def render_lineage(console: Console, store: Store, path: str, fmt: str) -> None:
         branch = parent.add(f"produced by [bold]{node['task']}[/]  call {node['call_hash'][:8]}{job}")
         for arg in node.get("arguments", []):
             label = f"{arg['name']} = {arg['preview']}"
-            up = arg.get("upstream")
-            if up is None:
+            ups = arg.get("upstreams") or ([arg["upstream"]] if arg.get("upstream") else [])
+            if not ups:
                 kind = "input file" if arg["files"] else "value"
                 branch.add(f"{label}  [dim]({kind})[/]", highlight=False)
-            elif up.get("seen"):
-                branch.add(f"{label}  [dim](from {up['task']} {up['call_hash'][:8]}, shown above)[/]")
-            else:
-                stack.append((branch.add(label, highlight=False), up))
+                continue
+            seen = [up for up in ups if up.get("seen")]
+            fresh = [up for up in ups if not up.get("seen")]
+            shown = ", ".join(f"{up['task']} {up['call_hash'][:8]}" for up in seen)
+            arg_branch = branch.add(label + (f"  [dim](from {shown}, shown above)[/]" if seen else ""),
+                                    highlight=False)
+            stack.extend((arg_branch, up) for up in reversed(fresh))
     console.print(tree)

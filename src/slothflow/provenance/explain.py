@@ -33,7 +33,7 @@ import json
 import re
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Select, or_, select
 
@@ -41,6 +41,9 @@ from slothflow.hashing._source import normalize_source
 from slothflow.provenance.queries import NotFound, resolve_id
 from slothflow.store import schema as s
 from slothflow.store.records import Status
+
+if TYPE_CHECKING:
+    from slothflow.store import Store
 
 MAX_CANDIDATES = 50  # per way of finding earlier calls (same key, shared argument values, newest)
 CORRUPT_REASON = "stored value corrupt"  # how the scheduler's reason starts for a damaged recorded value
@@ -474,6 +477,16 @@ def _tagged(reasons: list[Reason], facts: CallFacts) -> list[Reason]:
     return reasons
 
 
+def call_reasons(store: Store, facts: CallFacts) -> list[Reason]:
+    """:func:`diff_call` on a store, leaving no read transaction open: the scheduler's dry run asks this way,
+    without touching a connection itself."""
+    conn = store.conn
+    try:
+        return diff_call(conn, facts)[0]
+    finally:
+        conn.rollback()
+
+
 def explain_job(conn: Connection, job_id: str) -> Explanation:
     """Explain one job (by full id)."""
     job = conn.execute(select(s.job).where(s.job.c.id == job_id)).first()
@@ -508,6 +521,15 @@ def explain_job(conn: Connection, job_id: str) -> Explanation:
     )
     out.reasons, out.compared_with = diff_call(conn, facts)
     return out
+
+
+def explain_store(store: Store, ident: str) -> list[Explanation]:
+    """:func:`explain` on a store, leaving no read transaction open."""
+    conn = store.conn
+    try:
+        return explain(conn, ident)
+    finally:
+        conn.rollback()
 
 
 def explain(conn: Connection, ident: str) -> list[Explanation]:

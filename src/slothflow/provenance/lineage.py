@@ -11,13 +11,16 @@ An argument holding files that no call produced is a raw input.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, select
 
 from slothflow.files._file import File, normalize_path
 from slothflow.provenance.queries import NotFound, _value_previews
 from slothflow.store import schema as s
+
+if TYPE_CHECKING:
+    from slothflow.store import Store
 
 MAX_NODES = 500
 
@@ -103,6 +106,15 @@ def _call_node(conn: Connection, call_hash: str) -> dict[str, Any]:
             for a in args
         ],
     }
+
+
+def store_lineage(store: Store, path: str) -> dict[str, Any]:
+    """:func:`file_lineage` on a store, leaving no read transaction open."""
+    conn = store.conn
+    try:
+        return file_lineage(conn, path)
+    finally:
+        conn.rollback()
 
 
 def file_lineage(conn: Connection, path: str) -> dict[str, Any]:

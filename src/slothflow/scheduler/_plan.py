@@ -79,7 +79,7 @@ class Plan:
 
 def miss_reasons(job: Job, store: Store) -> list[Reason]:
     """Why a dry-run call would run: the same diff against the store that ``slothflow explain`` makes."""
-    from slothflow.provenance.explain import CallFacts, Reason, ReasonKind, diff_call
+    from slothflow.provenance.explain import CallFacts, Reason, ReasonKind, call_reasons
 
     if not job.prov:
         return [Reason(ReasonKind.CACHE_OFF, "provenance is off for this task (prov=False): never reused")]
@@ -96,8 +96,4 @@ def miss_reasons(job: Job, store: Store) -> list[Reason]:
         environment=json.loads(job.environment) if job.environment else None, reason=job.reason,
         args_hash=job.args_hash or None, previews=previews, type_names=types_,
     )
-    try:
-        reasons, _ = diff_call(store.conn, facts)
-    finally:
-        store.conn.rollback()
-    return reasons
+    return call_reasons(store, facts)

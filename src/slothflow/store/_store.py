@@ -42,7 +42,14 @@ from slothflow.store._dialect import (
     uri_timeout,
 )
 from slothflow.store.blobs import BlobStore, LocalBlobStore, blob_key
-from slothflow.store.records import HEARTBEAT_INTERVAL, Status
+from slothflow.store.records import (
+    HEARTBEAT_INTERVAL,
+    ArgumentRecord,
+    CallRecord,
+    ExecutionRecord,
+    JobRecord,
+    Status,
+)
 
 HEAD_REVISION = "0002"
 KNOWN_REVISIONS = ("0001", "0002")
@@ -458,30 +465,42 @@ class Store:
         arguments: list[tuple[str, int, str, str | None]],
         children: list[str],
     ) -> None:
+        """:meth:`record_call` with the record's fields given one by one."""
+        self.record_call(CallRecord(call_hash, eval_hash, task_hash, args_hash, value_hash, frozenset(subtree_tasks),
+                                    tuple(ArgumentRecord(*a) for a in arguments), tuple(children)))
+
+    def record_call(self, call: CallRecord) -> None:
+        """Remember a call node with its arguments and child calls (written by the next flush)."""
         buf = self._buffer
+        call_hash = call.call_hash
         buf.setdefault("call_node", []).append(
             {
                 "call_hash": call_hash,
-                "eval_hash": eval_hash,
-                "task_hash": task_hash,
-                "args_hash": args_hash,
-                "value_hash": value_hash,
-                "subtree_tasks": " ".join(sorted(subtree_tasks)),
+                "eval_hash": call.eval_hash,
+                "task_hash": call.task_hash,
+                "args_hash": call.args_hash,
+                "value_hash": call.value_hash,
+                "subtree_tasks": " ".join(sorted(call.subtree_tasks)),
                 "created_at": time.time(),
             }
         )
-        if arguments:
+        if call.arguments:
             buf.setdefault("argument", []).extend(
-                {"call_hash": call_hash, "name": n, "position": p, "value_hash": v, "upstream_call": u}
-                for n, p, v, u in arguments
+                {"call_hash": call_hash, "name": a.name, "position": a.position, "value_hash": a.value_hash,
+                 "upstream_call": a.upstream_call}
+                for a in call.arguments
             )
-        if children:
+        if call.children:
             buf.setdefault("call_edge", []).extend(
-                {"parent_call": call_hash, "position": i, "child_call": c} for i, c in enumerate(children)
+                {"parent_call": call_hash, "position": i, "child_call": c} for i, c in enumerate(call.children)
             )
 
+    def record_job(self, job: JobRecord) -> None:
+        """Remember a job's latest state (only the last state of each job is written)."""
+        self._jobs[job.id] = job.row()
+
     def put_job(self, row: dict[str, Any]) -> None:
-        """Insert or update a job row (keyed by ``id``); only the latest state of each is written."""
+        """Insert or update a job row (keyed by ``id``); a partial row updates the pending one."""
         current = self._jobs.get(row["id"])
         if current is None:
             self._jobs[row["id"]] = dict(row)
@@ -520,12 +539,13 @@ class Store:
              "checked_at": time.time()}
         )
 
-    def start_execution(self, row: dict[str, Any]) -> None:
-        """Record a running execution (with this process's host and pid, so that a later reader can tell it died);
+    def start_execution(self, execution: ExecutionRecord | dict[str, Any]) -> None:
+        """Record a running execution (with its host and pid, so that a later reader can tell it died);
         :meth:`flush` then keeps its heartbeat."""
         self._writable()
         now = time.time()
-        row = {"host": socket.gethostname(), "pid": os.getpid(), "heartbeat_at": now, **row}
+        given = execution.row() if isinstance(execution, ExecutionRecord) else execution
+        row = {"host": socket.gethostname(), "pid": os.getpid(), "heartbeat_at": now, **given}
         with self._errors():
             self.conn.execute(s.execution.insert(), [row])
             self.conn.commit()

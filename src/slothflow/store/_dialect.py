@@ -120,6 +120,9 @@ def check_sqlite_file(path: str, db_uri: str) -> None:
     page_size = 65536 if page_size == 1 else page_size
     pages = struct.unpack(">I", header[28:32])[0]
     change_counter, valid_for = struct.unpack(">I", header[24:28])[0], struct.unpack(">I", header[92:96])[0]
+    wal = Path(path + "-wal")
+    if wal.exists() and wal.stat().st_size > 0:
+        return  # a crash left a WAL behind: SQLite replays it on opening, and the file may be short until then
     if pages and change_counter == valid_for and size < pages * page_size:
         raise StoreCorruptError(
             f"the database file {path} is truncated ({size} bytes, its header says {pages * page_size}): "

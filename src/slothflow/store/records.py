@@ -50,14 +50,37 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
+def _process_started(pid: int) -> float | None:
+    """When a process of this machine started (epoch seconds), where the OS says (Linux /proc)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as fh:
+            ticks = int(fh.read().rsplit(")", 1)[1].split()[19])
+        with open("/proc/stat", encoding="ascii") as fh:
+            boot = next(int(line.split()[1]) for line in fh if line.startswith("btime"))
+        return boot + ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
+
+
+def _same_process_alive(pid: int, started_at: float | None) -> bool:
+    """The process is alive and is the one that started the execution (not a later one given the same pid)."""
+    if not pid_alive(pid):
+        return False
+    if started_at is None:
+        return True
+    began = _process_started(pid)
+    return began is None or began <= started_at + 2.0
+
+
 def effective_status(status: str, host: str | None, pid: int | None, heartbeat_at: float | None,
-                     now: float | None = None) -> str:
+                     now: float | None = None, started_at: float | None = None) -> str:
     """The status to show for an execution: a ``running`` one whose scheduler died (its process is gone on this
     host, or its heartbeat expired elsewhere) is ``interrupted``."""
     if status != Status.RUNNING:
         return status
     if pid is not None and host == socket.gethostname():
-        return Status.RUNNING.value if pid_alive(pid) else Status.INTERRUPTED.value
+        alive = _same_process_alive(pid, started_at)
+        return Status.RUNNING.value if alive else Status.INTERRUPTED.value
     if heartbeat_at is not None and (now or time.time()) - heartbeat_at > HEARTBEAT_EXPIRY:
         return Status.INTERRUPTED.value
     return Status.RUNNING.value

@@ -100,7 +100,10 @@ class Store:
             blob_dir = Path(path).parent / "blobs" if path else Path(tempfile.gettempdir()) / "slothflow-blobs"
         self.blob_dir = Path(blob_dir)
         self.blobs: BlobStore = blobs if blobs is not None else LocalBlobStore(self.blob_dir)
-        self.engine = make_engine(db_uri, self.busy_timeout, readonly) if not readonly else self._readonly_engine()
+        try:
+            self.engine = self._readonly_engine() if readonly else make_engine(db_uri, self.busy_timeout)
+        except (SQLAlchemyError, ImportError, ValueError) as exc:  # a malformed URI, a driver not installed
+            raise StoreError(f"cannot open database {db_uri}: {exc}", db_uri) from exc
         self._conn: Connection | None = None
         self._known_values: set[str] = set()
         self._known_tasks: set[str] = set()

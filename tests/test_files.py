@@ -884,3 +884,34 @@ def test_shallow_reuse_rechecks_files_read_below(scheduler: Scheduler, tmp_path:
     src.write_text("two")
     assert scheduler.run(top_word(str(src))) == "two"  # never the stale "one"
     assert sorted(names(take_runs())) == ["first_word", "top_word"]
+
+
+class _Wrapped:
+    """A plain object (not a dataclass) carrying a file into a call."""
+
+    def __init__(self, file: File) -> None:
+        self.file = file
+
+
+@task
+def consume_wrapped(box: _Wrapped) -> str:
+    ran("consume_wrapped", os.path.basename(box.file.path))
+    return box.file.read().upper()
+
+
+@task(check_valid="shallow")
+def shallow_over_wrapped(path: str) -> str:
+    return consume_wrapped(_Wrapped(File(path)))
+
+
+def test_shallow_reuse_sees_a_file_inside_a_plain_object_below(sched: Scheduler, tmp_path: Path) -> None:
+    """A call below took a file inside a plain object: a shallow lookup above must not trust the subtree."""
+    path = tmp_path / "input.txt"
+    path.write_text("first")
+    assert sched.run(shallow_over_wrapped(str(path))) == "FIRST"
+    take_runs()
+    assert sched.run(shallow_over_wrapped(str(path))) == "FIRST"
+    assert take_runs() == []
+    path.write_text("second, longer")
+    assert sched.run(shallow_over_wrapped(str(path))) == "SECOND, LONGER"
+    assert take_runs() == [("consume_wrapped", "input.txt")]

@@ -230,3 +230,69 @@ def test_lineage_of_a_script_output(sched: Scheduler, db: str, tmp_path: Path) -
     args = {a["name"]: a for a in tree["producer"]["arguments"]}
     assert "sort" in args["command"]["preview"]
     assert [f["path"] for f in args["inputs"]["files"]] == [str(src)]
+
+
+@task
+def lower_one(raw: File, out: str) -> File:
+    made = File(out)
+    made.write(raw.read().lower())
+    return made
+
+
+def test_every_file_of_a_list_argument_leads_to_its_own_maker(sched: Scheduler, db: str, tmp_path: Path) -> None:
+    raws = []
+    for name in ("a", "b", "c"):
+        raw = tmp_path / f"{name}.txt"
+        raw.write_text(f"{name.upper()}\n")
+        raws.append(raw)
+    parts = [lower_one(File(str(r)), str(tmp_path / f"low-{r.name}")) for r in raws]
+    sched.run(merge(parts, str(tmp_path / "all.txt")))
+    assert (tmp_path / "all.txt").read_text() == "a\nb\nc\n"
+
+    tree = lineage(db, str(tmp_path / "all.txt"))
+    arg = tree["producer"]["arguments"][0]
+    assert arg["name"] == "parts"
+    assert [u["task"] for u in arg["upstreams"]] == [lower_one.fullname] * 3
+    made_from = sorted(u["arguments"][0]["files"][0]["path"] for u in arg["upstreams"])
+    assert made_from == sorted(str(r) for r in raws)
+    assert arg["upstream"] == arg["upstreams"][0]
+    text = cli_log(db, "--file", str(tmp_path / "all.txt"))
+    assert text.count(f"produced by {lower_one.fullname}") == 3
+    for r in raws:
+        assert r.name in text
+
+
+@task
+def prepare(n: int) -> int:
+    return n * 2
+
+
+@task
+def write_number(n: int, out: str) -> File:
+    made = File(out)
+    made.write(f"{n}\n")
+    return made
+
+
+@task
+def report(n: int, out: str) -> File:
+    """Passes its argument (made by prepare) down to write_number, as a plain value."""
+    return write_number(n, out)
+
+
+def test_lineage_goes_through_plain_values_by_origin(sched: Scheduler, db: str, tmp_path: Path) -> None:
+    out = str(tmp_path / "number.txt")
+    sched.run(report(prepare(21), out))
+    assert Path(out).read_text() == "42\n"
+    tree = lineage(db, out)
+    assert tree["producer"]["task"] == write_number.fullname
+    n_arg = next(a for a in tree["producer"]["arguments"] if a["name"] == "n")
+    assert n_arg["files"] == [] and n_arg["upstream"] is not None
+    assert n_arg["upstream"]["task"] == prepare.fullname  # through report, which passed it down
+    assert "prepare" in cli_log(db, "--file", out)
+
+    # the same value typed by the user has no producer: never linked by an equal value
+    other = str(tmp_path / "typed.txt")
+    sched.run(report(42, other))
+    typed = next(a for a in lineage(db, other)["producer"]["arguments"] if a["name"] == "n")
+    assert typed["upstream"] is None and typed["upstreams"] == []

@@ -29,6 +29,7 @@ from slothflow import (
     task,
 )
 from slothflow.hashing._encode import hash_struct
+from slothflow.model._serialize import dumps
 from slothflow.store import HEAD_REVISION, Store
 from slothflow.store import schema as s
 from slothflow.store._store import INLINE_LIMIT, MIGRATIONS_DIR
@@ -486,3 +487,34 @@ def test_default_database_without_a_project_is_created_here(tmp_path: Path) -> N
     finally:
         sched.close()
     assert (tmp_path / ".slothflow" / "slothflow.db").is_file()
+
+
+def test_damaged_values_are_not_used_and_a_new_write_repairs_them(db_uri: str, tmp_path: Path) -> None:
+    small, big = list(range(10)), "z" * (INLINE_LIMIT + 10)
+    hs, hb = hash_value(small), hash_value(big)
+    writer = Store(db_uri, blob_dir=tmp_path / "blobs")
+    writer.add_value(hs, small)
+    writer.add_value(hb, big)
+    writer.flush()
+    with writer._errors():  # another value's bytes, loadable, in the small value's row
+        writer.conn.execute(s.value.update().where(s.value.c.value_hash == hs).values(data=dumps([1])))
+        writer.conn.commit()
+    writer.close()
+    blob = next(p for p in (tmp_path / "blobs").rglob("*") if p.is_file())
+    blob.write_bytes(blob.read_bytes()[:100])
+
+    store = Store(db_uri, blob_dir=tmp_path / "blobs")
+    try:
+        assert store.load_value(hs) == (False, None)
+        assert store.load_value(hb) == (False, None)
+        assert "inline value" in (store.corruption(hs) or "") and "blob" in (store.corruption(hb) or "")
+        assert store.corruption(hash_value("never damaged")) is None
+        store.add_value(hs, small)
+        store.add_value(hb, big)
+        store.flush()
+        store._known_values.clear()
+        assert store.load_value(hs) == (True, small)
+        assert store.load_value(hb) == (True, big)
+        assert store.corruption(hs) is None
+    finally:
+        store.close()

@@ -43,6 +43,8 @@ def test_running_execution_of_a_dead_process_is_interrupted(db_uri: str, tmp_pat
         rows = {
             "alive": _execution(host=here, pid=os.getpid()),
             "dead": _execution(host=here, pid=_dead_pid()),
+            # this process's pid, but the execution started long before this process did: a reused pid
+            "reused_pid": _execution(host=here, pid=os.getpid(), started_at=now - 10 * 86400),
             "elsewhere_recent": _execution(host="other-machine", pid=1, heartbeat_at=now - 30),
             "elsewhere_stale": _execution(host="other-machine", pid=1, heartbeat_at=now - HEARTBEAT_EXPIRY - 5),
             "finished": _execution(host=here, pid=_dead_pid(), status="done", ended_at=now),
@@ -50,8 +52,8 @@ def test_running_execution_of_a_dead_process_is_interrupted(db_uri: str, tmp_pat
         for row in rows.values():
             store.start_execution(row)
         conn = store.conn
-        expected = {"alive": "running", "dead": "interrupted", "elsewhere_recent": "running",
-                    "elsewhere_stale": "interrupted", "finished": "done"}
+        expected = {"alive": "running", "dead": "interrupted", "reused_pid": "interrupted",
+                    "elsewhere_recent": "running", "elsewhere_stale": "interrupted", "finished": "done"}
         assert {k: execution_status(conn, r["id"]) for k, r in rows.items()} == expected
         listed = {r["id"]: r["status"] for r in list_executions(conn, 10)}
         assert {k: listed[r["id"]] for k, r in rows.items()} == expected

@@ -49,18 +49,12 @@ EXIT_BUG = 3
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report Ctrl-C
 
 
-def render_log(*args: Any, **kwargs: Any) -> None:
-    """``slothflow log``'s renderer, imported when the command runs (it loads the database stack)."""
-    from slothflow.cli import _log
+def _log() -> Any:
+    """:mod:`slothflow.cli._log` (renderers and read-only store opening), imported when a command needs it: it
+    loads the database stack, which ``slothflow --help`` should not."""
+    from slothflow.cli import _log as module
 
-    _log.render_log(*args, **kwargs)
-
-
-def render_lineage(*args: Any, **kwargs: Any) -> None:
-    """``slothflow log --file``'s renderer, imported when the command runs (it loads the database stack)."""
-    from slothflow.cli import _log
-
-    _log.render_lineage(*args, **kwargs)
+    return module
 
 
 class _Group(click.Group):
@@ -414,10 +408,11 @@ def log(ctx: click.Context, ident: str | None, file_path: str | None, fmt: str, 
     """Recent executions; with an execution ID (prefix), its job tree; with a job ID, that job."""
     scheduler = Scheduler(config=_config(ctx, create=False))
     try:
-        if file_path is not None:
-            render_lineage(make_console(), scheduler.store, file_path, fmt)
-        else:
-            render_log(make_console(), scheduler.store, ident, fmt, limit)
+        with _log().reading_store(scheduler) as store:
+            if file_path is not None:
+                _log().render_lineage(make_console(), store, file_path, fmt)
+            else:
+                _log().render_log(make_console(), store, ident, fmt, limit)
     finally:
         scheduler.close()
 
@@ -434,17 +429,11 @@ def explain(ctx: click.Context, ident: str, fmt: str) -> None:
     scheduler = Scheduler(config=_config(ctx, create=False))
     try:
         try:
-            explanations = explain_records(scheduler.store.conn, ident)
+            with _log().reading_store(scheduler) as store:
+                explanations = explain_records(store.conn, ident)
         except NotFound as exc:
             raise CLIError(str(exc)) from exc
-        console = make_console()
-        if fmt == "json":
-            console.print_json(json.dumps([e.to_dict() for e in explanations]))
-            return
-        if not explanations:
-            console.print("every job of this execution was reused from the cache", highlight=False)
-        for item in explanations:
-            console.print(str(item), markup=False, highlight=False)
+        _log().render_explain(make_console(), explanations, fmt)
     finally:
         scheduler.close()
 
@@ -492,12 +481,12 @@ def db_info(ctx: click.Context) -> None:
 
     scheduler = Scheduler(config=_config(ctx.parent or ctx, create=False))
     try:
-        store = scheduler.store
-        console = make_console()
-        console.print(f"database: {scheduler.db_uri}", highlight=False)
-        console.print(f"schema:   {store.schema_version()} (this slothflow: {HEAD_REVISION})", highlight=False)
-        for name, count in table_counts(store.conn).items():
-            console.print(f"  {name:<12} {count}", highlight=False)
+        with _log().reading_store(scheduler, require_current=False) as store:
+            console = make_console()
+            console.print(f"database: {scheduler.db_uri}", highlight=False)
+            console.print(f"schema:   {store.schema_version()} (this slothflow: {HEAD_REVISION})", highlight=False)
+            for name, count in table_counts(store.conn).items():
+                console.print(f"  {name:<12} {count}", highlight=False)
     finally:
         scheduler.close()
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
-from typing import Any
+import os
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.syntax import Syntax
@@ -13,10 +16,32 @@ from rich.tree import Tree
 
 from slothflow._errors import CLIError
 from slothflow.provenance.queries import NotFound, execution_detail, job_detail, list_executions, resolve_id
-from slothflow.store import Store
+from slothflow.store import Store, sqlite_path
+
+if TYPE_CHECKING:
+    from slothflow.scheduler import Scheduler
 
 _STATUS_STYLE = {"ran": "green", "cached": "cyan", "failed": "bold red", "running": "yellow", "done": "green",
                  "interrupted": "magenta"}
+
+
+@contextlib.contextmanager
+def reading_store(scheduler: Scheduler, require_current: bool = True) -> Iterator[Store]:
+    """The scheduler's database, opened read-only: reading works in a read-only project folder and never
+    migrates. A SQLite database that does not exist yet is created, as ``slothflow run`` would."""
+    path = sqlite_path(scheduler.db_uri)
+    if path is not None and not os.path.exists(path):
+        yield scheduler.store
+        return
+    backend = scheduler.config.section("backend")
+    timeout = backend.get("busy_timeout")
+    store = Store.open_readonly(scheduler.db_uri, blob_dir=backend.get("blob_dir"),
+                               busy_timeout=None if timeout is None else float(timeout),
+                               require_current=require_current)
+    try:
+        yield store
+    finally:
+        store.close()
 
 
 def _when(ts: float | None) -> str:
@@ -131,6 +156,23 @@ def _print_job(console: Console, data: dict[str, Any]) -> None:
         console.print(Syntax(data["source"], "python", line_numbers=False))
 
 
+def render_explain(console: Console, explanations: list[Any], fmt: str) -> None:
+    """``slothflow explain``: one job in full; several (an execution) grouped by task, each distinct reason
+    printed once with the number of calls it applies to."""
+    from slothflow.provenance.explain import group_explanations
+
+    if fmt == "json":
+        console.print_json(json.dumps([e.to_dict() for e in explanations]))
+        return
+    if not explanations:
+        console.print("every job of this execution was reused from the cache", highlight=False)
+    elif len(explanations) == 1:
+        console.print(str(explanations[0]), markup=False, highlight=False)
+    else:
+        for group in group_explanations(explanations):
+            console.print(str(group), markup=False, highlight=False)
+
+
 def render_lineage(console: Console, store: Store, path: str, fmt: str) -> None:
     from slothflow.provenance.lineage import file_lineage
 
@@ -160,12 +202,15 @@ def render_lineage(console: Console, store: Store, path: str, fmt: str) -> None:
         branch = parent.add(f"produced by [bold]{node['task']}[/]  call {node['call_hash'][:8]}{job}")
         for arg in node.get("arguments", []):
             label = f"{arg['name']} = {arg['preview']}"
-            up = arg.get("upstream")
-            if up is None:
+            ups = arg.get("upstreams") or ([arg["upstream"]] if arg.get("upstream") else [])
+            if not ups:
                 kind = "input file" if arg["files"] else "value"
                 branch.add(f"{label}  [dim]({kind})[/]", highlight=False)
-            elif up.get("seen"):
-                branch.add(f"{label}  [dim](from {up['task']} {up['call_hash'][:8]}, shown above)[/]")
-            else:
-                stack.append((branch.add(label, highlight=False), up))
+                continue
+            seen = [up for up in ups if up.get("seen")]
+            fresh = [up for up in ups if not up.get("seen")]
+            shown = ", ".join(f"{up['task']} {up['call_hash'][:8]}" for up in seen)
+            arg_branch = branch.add(label + (f"  [dim](from {shown}, shown above)[/]" if seen else ""),
+                                    highlight=False)
+            stack.extend((arg_branch, up) for up in reversed(fresh))
     console.print(tree)

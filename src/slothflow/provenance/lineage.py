@@ -2,19 +2,25 @@
 
 Every stored value records the files inside it (table ``value_file``). The producer of a file is the call
 whose *result* holds it and none of whose child calls' results do (the call that made it, not the parents
-that passed it along). Its arguments lead upstream: an argument that came from another call's result
-(``argument.upstream_call``) is followed; one that holds files with no producer is a raw input.
+that passed it along). Its arguments lead upstream, each to every call it came from (``upstreams``):
+an argument that was another call's result (``argument.upstream_call``) leads to that call; one holding files
+(a list or dict of them, too) leads to the maker of each file; a plain value the parent call passed down from
+its own argument leads to where the parent's came from (by origin, up the call tree, never by equal value).
+An argument holding files that no call produced is a raw input.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, select
 
 from slothflow.files._file import File, normalize_path
 from slothflow.provenance.queries import NotFound, _value_previews
 from slothflow.store import schema as s
+
+if TYPE_CHECKING:
+    from slothflow.store import Store
 
 MAX_NODES = 500
 
@@ -94,11 +100,21 @@ def _call_node(conn: Connection, call_hash: str) -> dict[str, Any]:
                 "preview": previews.get(a.value_hash, {}).get("preview", "<not stored>"),
                 "files": files.get(a.value_hash, []),
                 "upstream_call": a.upstream_call,
-                "upstream": None,
+                "upstream": None,  # the first of upstreams (kept for callers that read one)
+                "upstreams": [],
             }
             for a in args
         ],
     }
+
+
+def store_lineage(store: Store, path: str) -> dict[str, Any]:
+    """:func:`file_lineage` on a store, leaving no read transaction open."""
+    conn = store.conn
+    try:
+        return file_lineage(conn, path)
+    finally:
+        conn.rollback()
 
 
 def file_lineage(conn: Connection, path: str) -> dict[str, Any]:
@@ -138,20 +154,47 @@ def file_lineage(conn: Connection, path: str) -> dict[str, Any]:
     while stack and len(nodes) < MAX_NODES:
         node = stack.pop()
         for arg in node.get("arguments", []):
-            upstream = arg["upstream_call"]
-            if upstream is None and arg["files"]:
-                # The file came out of another call inside a larger value (a dict, a list): find its maker.
-                made_by, _, _ = _producer(conn, arg["files"][0]["path"])
-                upstream = made_by if made_by != node["call_hash"] else None
-            if upstream is None:
-                continue
-            if upstream in nodes:
-                arg["upstream"] = {"call_hash": upstream, "task": nodes[upstream].get("task"), "seen": True}
-                continue
-            child = _call_node(conn, upstream)
-            nodes[upstream] = child
-            arg["upstream"] = child
-            stack.append(child)
+            for upstream in _upstream_calls(conn, node["call_hash"], arg):
+                if upstream in nodes:
+                    ref = {"call_hash": upstream, "task": nodes[upstream].get("task"), "seen": True}
+                else:
+                    ref = nodes[upstream] = _call_node(conn, upstream)
+                    stack.append(ref)
+                arg["upstreams"].append(ref)
+            arg["upstream"] = arg["upstreams"][0] if arg["upstreams"] else None
     out["raw_input"] = False
     out["producer"] = root
     return out
+
+
+def _upstream_calls(conn: Connection, call_hash: str, arg: dict[str, Any]) -> list[str]:
+    """Every call an argument's value came from (see the module's docstring)."""
+    if arg["upstream_call"]:
+        return [arg["upstream_call"]]
+    if arg["files"]:
+        found: list[str] = []
+        for f in arg["files"]:
+            made_by, _, _ = _producer(conn, f["path"])
+            if made_by is not None and made_by != call_hash and made_by not in found:
+                found.append(made_by)
+        return found
+    inherited = _passed_down(conn, call_hash, arg["value_hash"])
+    return [inherited] if inherited is not None else []
+
+
+def _passed_down(conn: Connection, call_hash: str, value_hash: str) -> str | None:
+    """The call that made a value which a parent call (or its parent, ...) received as an argument and passed
+    down unchanged to ``call_hash``: provenance by origin through the call tree."""
+    frontier, seen = [call_hash], {call_hash}
+    while frontier and len(seen) < MAX_NODES:
+        parents = select(s.call_edge.c.parent_call).where(s.call_edge.c.child_call.in_(frontier))
+        rows = conn.execute(
+            select(s.argument.c.call_hash, s.argument.c.upstream_call)
+            .where(s.argument.c.call_hash.in_(parents), s.argument.c.value_hash == value_hash)
+        ).all()
+        for r in rows:
+            if r.upstream_call:
+                return str(r.upstream_call)
+        frontier = [r.call_hash for r in rows if r.call_hash not in seen]
+        seen.update(frontier)
+    return None

@@ -33,14 +33,14 @@ def _value_previews(conn: Connection, hashes: set[str]) -> dict[str, dict[str, A
 
 def _status(r: Any) -> str:
     """An execution's status as it stands now: ``running`` only while its scheduler lives."""
-    return effective_status(r.status, r.host, r.pid, r.heartbeat_at)
+    return effective_status(r.status, r.host, r.pid, r.heartbeat_at, started_at=r.started_at)
 
 
 def execution_status(conn: Connection, execution_id: str) -> str:
     """The status of one execution (``interrupted`` for a ``running`` one whose scheduler died)."""
     ex = s.execution
-    r = conn.execute(select(ex.c.status, ex.c.host, ex.c.pid, ex.c.heartbeat_at).where(ex.c.id == execution_id)
-                     ).first()
+    r = conn.execute(select(ex.c.status, ex.c.host, ex.c.pid, ex.c.heartbeat_at, ex.c.started_at)
+                     .where(ex.c.id == execution_id)).first()
     if r is None:
         raise NotFound(f"no execution {execution_id}")
     return _status(r)

@@ -79,10 +79,10 @@ class Plan:
 
 def miss_reasons(job: Job, store: Store) -> list[Reason]:
     """Why a dry-run call would run: the same diff against the store that ``slothflow explain`` makes."""
-    from slothflow.provenance.explain import CallFacts, Reason, diff_call
+    from slothflow.provenance.explain import CallFacts, Reason, ReasonKind, call_reasons
 
     if not job.prov:
-        return [Reason("cache_off", "provenance is off for this task (prov=False): never reused")]
+        return [Reason(ReasonKind.CACHE_OFF, "provenance is off for this task (prov=False): never reused")]
     previews: dict[str, str] = {}
     types_: dict[str, str] = {}
     for name, h in job.arg_hashes:
@@ -94,10 +94,6 @@ def miss_reasons(job: Job, store: Store) -> list[Reason]:
         task_name=task.fullname, task_hash=task.hash, eval_hash=job.eval_hash, arguments=dict(job.arg_hashes),
         source=task.source, manifest=task.code_manifest,
         environment=json.loads(job.environment) if job.environment else None, reason=job.reason,
-        previews=previews, type_names=types_,
+        args_hash=job.args_hash or None, previews=previews, type_names=types_,
     )
-    try:
-        reasons, _ = diff_call(store.conn, facts)
-    finally:
-        store.conn.rollback()
-    return reasons
+    return call_reasons(store, facts)

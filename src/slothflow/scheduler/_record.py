@@ -9,17 +9,17 @@ the whole subtree, so an unchanged rerun writes no new call node.
 from __future__ import annotations
 
 import getpass
-import json
 import os
 import socket
 import time
 from typing import TYPE_CHECKING, Any
 
 from slothflow._errors import HashingError, SerializationError
+from slothflow._walk import contains
 from slothflow.hashing._encode import hash_struct, hash_value
 from slothflow.model._value import Value
 from slothflow.scheduler._job import Cell, Job
-from slothflow.store.records import Status
+from slothflow.store.records import ArgumentRecord, CallRecord, ExecutionRecord, JobRecord, Status
 
 if TYPE_CHECKING:
     from slothflow.scheduler._run import Run
@@ -46,11 +46,10 @@ class Recorder:
             user = getpass.getuser()
         except Exception:
             user = str(os.getuid())
-        run.store.start_execution({
-            "id": run.execution_id, "root_job": None, "args": json.dumps(list(argv)), "user": user,
-            "host": socket.gethostname(), "pid": os.getpid(), "cwd": os.getcwd(), "status": Status.RUNNING,
-            "started_at": time.time(), "ended_at": None,
-        })
+        run.store.start_execution(ExecutionRecord(
+            id=run.execution_id, args=list(argv), user=user, host=socket.gethostname(), pid=os.getpid(),
+            cwd=os.getcwd(), started_at=time.time(),
+        ))
         if tags:
             run.store.add_tags("execution", run.execution_id, tags)
 
@@ -144,13 +143,13 @@ class Recorder:
             return
         arguments = []
         for position, (name, h) in enumerate(job.arg_hashes):
-            arguments.append((name, position, h, job.producers.get(name)))
+            arguments.append(ArgumentRecord(name, position, h, job.producers.get(name)))
             try:
                 run.store.add_value(h, job.arguments[name])
             except SerializationError:
                 pass
-        run.store.add_call(call.call_hash, job.eval_hash, job.task.hash, job.args_hash, value_hash,
-                           call.subtree, arguments, children)
+        run.store.record_call(CallRecord(call.call_hash, job.eval_hash, job.task.hash, job.args_hash, value_hash,
+                                         call.subtree, tuple(arguments), tuple(children)))
 
     def retrying(self, job: Job, error: BaseException, wait: float) -> None:
         """A failed attempt that will be retried: recorded on the job, never cached."""
@@ -194,45 +193,30 @@ class Recorder:
         if not job.prov or run.dryrun:
             return
         call = job.call
-        row: dict[str, Any] = {
-            "id": job.id,
-            "execution_id": run.execution_id,
-            "parent_id": job.parent.id if job.parent else None,
-            "task_hash": job.task.hash,
-            "task_name": job.task.fullname,
-            "eval_hash": job.eval_hash,
-            "call_hash": call.call_hash if call is not None else None,
-            "status": str(job.status),
-            "executor": job.executor,
-            "started_at": job.started,
-            "ended_at": job.ended,
-            "error_type": None,
-            "error_message": None,
-            "error_traceback": None,
-            "arguments": json.dumps(dict(job.arg_hashes)) if job.arg_hashes else None,
-            "environment": job.environment,
-            "reason": job.reason,
-        }
-        if job.error is not None:
-            err = job.error
-            row["error_type"] = f"{type(err).__module__}.{type(err).__qualname__}"
-            row["error_message"] = str(err)
-            origin = self.error_origins.get(id(err))
-            row["error_traceback"] = tb or (origin[2] if origin is not None else None) or None
-        run.store.put_job(row)
+        err = job.error
+        origin = self.error_origins.get(id(err)) if err is not None else None
+        run.store.record_job(JobRecord(
+            id=job.id,
+            execution_id=run.execution_id,
+            parent_id=job.parent.id if job.parent else None,
+            task_hash=job.task.hash,
+            task_name=job.task.fullname,
+            eval_hash=job.eval_hash,
+            call_hash=call.call_hash if call is not None else None,
+            status=job.status,
+            executor=job.executor,
+            started_at=job.started,
+            ended_at=job.ended,
+            error_type=f"{type(err).__module__}.{type(err).__qualname__}" if err is not None else None,
+            error_message=str(err) if err is not None else None,
+            error_traceback=(tb or (origin[2] if origin is not None else None) or None) if err is not None else None,
+            arguments=dict(job.arg_hashes) if job.arg_hashes else None,
+            environment=job.environment,
+            reason=job.reason,
+        ))
 
 
 def _holds_value(arguments: dict[str, Any]) -> bool:
-    """Whether any argument is or contains a ``Value`` (a File, Dir, ...): data that lives outside."""
-    stack = [v for v in arguments.values() if not isinstance(v, _ATOMIC)]
-    while stack:
-        v = stack.pop()
-        if isinstance(v, Value):
-            return True
-        if isinstance(v, list | tuple | set | frozenset):
-            stack.extend(x for x in v if not isinstance(x, _ATOMIC))
-        elif isinstance(v, dict):
-            stack.extend(x for x in v.values() if not isinstance(x, _ATOMIC))
-        elif hasattr(v, "__dataclass_fields__") and not isinstance(v, type):
-            stack.extend(getattr(v, f) for f in v.__dataclass_fields__)
-    return False
+    """Whether any argument is or contains a ``Value`` (a File, Dir, ...): data that lives outside. Seen by the
+    one walker, so a file inside a plain object or a dict key counts like one in a list."""
+    return any(not isinstance(v, _ATOMIC) and contains(v, Value) for v in arguments.values())

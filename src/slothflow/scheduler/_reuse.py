@@ -38,6 +38,7 @@ class Reuse:
         self.lookups: list[Job] = []
         self._current_tasks: set[str] | None = None
         self._env_keys: dict[tuple[str, str], str | None] = {}
+        self._reported: set[str] = set()  # damaged values already reported in this run
 
     def has_lookups(self) -> bool:
         return bool(self.lookups)
@@ -193,6 +194,9 @@ class Reuse:
         new result is written over the damaged one."""
         what = self.run.store.corruption(value_hash) or f"stored value {value_hash[:12]} is corrupt"
         job.reason = f"{CORRUPT_REASON}: {what}"
+        if value_hash in self._reported:  # the shallow and the full lookup may both meet it
+            return
+        self._reported.add(value_hash)
         log.warning("slothflow: the cached result of %s (value %s) is corrupt: its stored bytes changed after "
                     "they were written; rerunning the call (its new result repairs the store)",
                     job.describe(), value_hash)

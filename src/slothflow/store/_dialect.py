@@ -120,6 +120,9 @@ def check_sqlite_file(path: str, db_uri: str) -> None:
     page_size = 65536 if page_size == 1 else page_size
     pages = struct.unpack(">I", header[28:32])[0]
     change_counter, valid_for = struct.unpack(">I", header[24:28])[0], struct.unpack(">I", header[92:96])[0]
+    wal = Path(path + "-wal")
+    if wal.exists() and wal.stat().st_size > 0:
+        return  # a crash left a WAL behind: SQLite replays it on opening, and the file may be short until then
     if pages and change_counter == valid_for and size < pages * page_size:
         raise StoreCorruptError(
             f"the database file {path} is truncated ({size} bytes, its header says {pages * page_size}): "
@@ -162,7 +165,7 @@ def read_only_error(db_uri: str, detail: str) -> StoreReadOnlyError:
     elif os.path.exists(path) and not _writable(Path(path)):
         what = f"the database file {path} is read-only"
     else:
-        what = f"the database {path} cannot be written"
+        what = f"the database {path} is read-only here (opened read-only, or on a read-only file system)"
     return StoreReadOnlyError(
         f"{what} ({detail}); slothflow needs to write there to run workflows (`slothflow log` and `explain` "
         "only read)", db_uri)

@@ -42,7 +42,14 @@ from slothflow.store._dialect import (
     uri_timeout,
 )
 from slothflow.store.blobs import BlobStore, LocalBlobStore, blob_key
-from slothflow.store.records import HEARTBEAT_INTERVAL, Status
+from slothflow.store.records import (
+    HEARTBEAT_INTERVAL,
+    ArgumentRecord,
+    CallRecord,
+    ExecutionRecord,
+    JobRecord,
+    Status,
+)
 
 HEAD_REVISION = "0002"
 KNOWN_REVISIONS = ("0001", "0002")
@@ -71,6 +78,7 @@ class Store:
         busy_timeout: float | None = None,
         readonly: bool = False,
         blobs: BlobStore | None = None,
+        require_current: bool = True,
     ):
         """Open (and, unless ``readonly``, create or migrate) a store.
 
@@ -81,6 +89,7 @@ class Store:
         self.db_uri = db_uri
         self.is_sqlite = db_uri.startswith("sqlite")
         self.readonly = readonly
+        self._require_current = require_current
         if busy_timeout is None:
             busy_timeout = uri_timeout(db_uri)
         self.busy_timeout = DEFAULT_BUSY_TIMEOUT if busy_timeout is None else float(busy_timeout)
@@ -91,7 +100,10 @@ class Store:
             blob_dir = Path(path).parent / "blobs" if path else Path(tempfile.gettempdir()) / "slothflow-blobs"
         self.blob_dir = Path(blob_dir)
         self.blobs: BlobStore = blobs if blobs is not None else LocalBlobStore(self.blob_dir)
-        self.engine = make_engine(db_uri, self.busy_timeout, readonly) if not readonly else self._readonly_engine()
+        try:
+            self.engine = self._readonly_engine() if readonly else make_engine(db_uri, self.busy_timeout)
+        except (SQLAlchemyError, ImportError, ValueError) as exc:  # a malformed URI, a driver not installed
+            raise StoreError(f"cannot open database {db_uri}: {exc}", db_uri) from exc
         self._conn: Connection | None = None
         self._known_values: set[str] = set()
         self._known_tasks: set[str] = set()
@@ -110,11 +122,13 @@ class Store:
 
     @classmethod
     def open_readonly(cls, db_uri: str, blob_dir: str | os.PathLike[str] | None = None,
-                      busy_timeout: float | None = None) -> Store:
+                      busy_timeout: float | None = None, require_current: bool = True) -> Store:
         """Open a store only to read it (``slothflow log``, ``explain``, ``db info``): works in a read-only
         folder, never migrates (an outdated schema is a :class:`StoreVersionError` that says to run
-        ``slothflow db upgrade``), and any write raises :class:`StoreReadOnlyError`."""
-        return cls(db_uri, blob_dir=blob_dir, automigrate=False, busy_timeout=busy_timeout, readonly=True)
+        ``slothflow db upgrade``, unless ``require_current`` is False), and any write raises
+        :class:`StoreReadOnlyError`. A schema newer than this slothflow's is always refused."""
+        return cls(db_uri, blob_dir=blob_dir, automigrate=False, busy_timeout=busy_timeout, readonly=True,
+                   require_current=require_current)
 
     # ----------------------------------------------------------------------------------- set-up
     def _check_file(self, path: Path) -> None:
@@ -196,6 +210,8 @@ class Store:
                 self.db_uri,
             )
         fresh = version is None
+        if self.readonly and not self._require_current:
+            return
         if self.readonly:
             raise StoreVersionError(
                 f"the database {self.db_uri} has no slothflow schema yet" if fresh else
@@ -452,30 +468,42 @@ class Store:
         arguments: list[tuple[str, int, str, str | None]],
         children: list[str],
     ) -> None:
+        """:meth:`record_call` with the record's fields given one by one."""
+        self.record_call(CallRecord(call_hash, eval_hash, task_hash, args_hash, value_hash, frozenset(subtree_tasks),
+                                    tuple(ArgumentRecord(*a) for a in arguments), tuple(children)))
+
+    def record_call(self, call: CallRecord) -> None:
+        """Remember a call node with its arguments and child calls (written by the next flush)."""
         buf = self._buffer
+        call_hash = call.call_hash
         buf.setdefault("call_node", []).append(
             {
                 "call_hash": call_hash,
-                "eval_hash": eval_hash,
-                "task_hash": task_hash,
-                "args_hash": args_hash,
-                "value_hash": value_hash,
-                "subtree_tasks": " ".join(sorted(subtree_tasks)),
+                "eval_hash": call.eval_hash,
+                "task_hash": call.task_hash,
+                "args_hash": call.args_hash,
+                "value_hash": call.value_hash,
+                "subtree_tasks": " ".join(sorted(call.subtree_tasks)),
                 "created_at": time.time(),
             }
         )
-        if arguments:
+        if call.arguments:
             buf.setdefault("argument", []).extend(
-                {"call_hash": call_hash, "name": n, "position": p, "value_hash": v, "upstream_call": u}
-                for n, p, v, u in arguments
+                {"call_hash": call_hash, "name": a.name, "position": a.position, "value_hash": a.value_hash,
+                 "upstream_call": a.upstream_call}
+                for a in call.arguments
             )
-        if children:
+        if call.children:
             buf.setdefault("call_edge", []).extend(
-                {"parent_call": call_hash, "position": i, "child_call": c} for i, c in enumerate(children)
+                {"parent_call": call_hash, "position": i, "child_call": c} for i, c in enumerate(call.children)
             )
 
+    def record_job(self, job: JobRecord) -> None:
+        """Remember a job's latest state (only the last state of each job is written)."""
+        self._jobs[job.id] = job.row()
+
     def put_job(self, row: dict[str, Any]) -> None:
-        """Insert or update a job row (keyed by ``id``); only the latest state of each is written."""
+        """Insert or update a job row (keyed by ``id``); a partial row updates the pending one."""
         current = self._jobs.get(row["id"])
         if current is None:
             self._jobs[row["id"]] = dict(row)
@@ -514,12 +542,13 @@ class Store:
              "checked_at": time.time()}
         )
 
-    def start_execution(self, row: dict[str, Any]) -> None:
-        """Record a running execution (with this process's host and pid, so that a later reader can tell it died);
+    def start_execution(self, execution: ExecutionRecord | dict[str, Any]) -> None:
+        """Record a running execution (with its host and pid, so that a later reader can tell it died);
         :meth:`flush` then keeps its heartbeat."""
         self._writable()
         now = time.time()
-        row = {"host": socket.gethostname(), "pid": os.getpid(), "heartbeat_at": now, **row}
+        given = execution.row() if isinstance(execution, ExecutionRecord) else execution
+        row = {"host": socket.gethostname(), "pid": os.getpid(), "heartbeat_at": now, **given}
         with self._errors():
             self.conn.execute(s.execution.insert(), [row])
             self.conn.commit()
@@ -556,6 +585,9 @@ class Store:
                     self._conn.commit()
             return
         self._writable()
+        if not self._buffer and not self._jobs:
+            self._beat()
+            return
         buffer, self._buffer = self._buffer, {}
         jobs, self._jobs = self._jobs, {}
         try:
@@ -584,6 +616,17 @@ class Store:
                 newer = self._jobs.get(job_id)
                 self._jobs[job_id] = {**row, **newer} if newer else row
             raise
+
+    def _beat(self) -> None:
+        """A heartbeat alone: a busy database delays it, never fails the run (the next one will do)."""
+        self._heartbeat = time.monotonic()
+        try:
+            with self._errors():
+                self.conn.execute(s.execution.update().where(s.execution.c.id == self._execution)
+                                  .values(heartbeat_at=time.time()))
+                self.conn.commit()
+        except StoreLockedError as exc:
+            log.debug("heartbeat skipped: %s", exc)
 
     def _statement(self, table_name: str) -> Any:
         stmt = self._stmts.get(table_name)

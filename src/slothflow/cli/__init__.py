@@ -49,12 +49,12 @@ EXIT_BUG = 3
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report Ctrl-C
 
 
-def _log() -> Any:
+def _logs() -> Any:
     """:mod:`slothflow.cli._log` (renderers and read-only store opening), imported when a command needs it: it
     loads the database stack, which ``slothflow --help`` should not."""
-    from slothflow.cli import _log as module
+    import importlib
 
-    return module
+    return importlib.import_module("slothflow.cli._log")
 
 
 class _Group(click.Group):
@@ -408,11 +408,11 @@ def log(ctx: click.Context, ident: str | None, file_path: str | None, fmt: str, 
     """Recent executions; with an execution ID (prefix), its job tree; with a job ID, that job."""
     scheduler = Scheduler(config=_config(ctx, create=False))
     try:
-        with _log().reading_store(scheduler) as store:
+        with _logs().reading_store(scheduler) as store:
             if file_path is not None:
-                _log().render_lineage(make_console(), store, file_path, fmt)
+                _logs().render_lineage(make_console(), store, file_path, fmt)
             else:
-                _log().render_log(make_console(), store, ident, fmt, limit)
+                _logs().render_log(make_console(), store, ident, fmt, limit)
     finally:
         scheduler.close()
 
@@ -429,11 +429,11 @@ def explain(ctx: click.Context, ident: str, fmt: str) -> None:
     scheduler = Scheduler(config=_config(ctx, create=False))
     try:
         try:
-            with _log().reading_store(scheduler) as store:
+            with _logs().reading_store(scheduler) as store:
                 explanations = explain_records(store.conn, ident)
         except NotFound as exc:
             raise CLIError(str(exc)) from exc
-        _log().render_explain(make_console(), explanations, fmt)
+        _logs().render_explain(make_console(), explanations, fmt)
     finally:
         scheduler.close()
 
@@ -481,7 +481,7 @@ def db_info(ctx: click.Context) -> None:
 
     scheduler = Scheduler(config=_config(ctx.parent or ctx, create=False))
     try:
-        with _log().reading_store(scheduler, require_current=False) as store:
+        with _logs().reading_store(scheduler, require_current=False) as store:
             console = make_console()
             console.print(f"database: {scheduler.db_uri}", highlight=False)
             console.print(f"schema:   {store.schema_version()} (this slothflow: {HEAD_REVISION})", highlight=False)

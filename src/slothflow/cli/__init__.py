@@ -369,8 +369,8 @@ def _print_explanations(scheduler: Scheduler) -> None:
     explanations = scheduler.explain(scheduler.last_execution_id)
     if not explanations:
         err_console.print("explain: every call was reused from the cache", highlight=False)
-    for item in explanations:
-        err_console.print(str(item), markup=False, highlight=False)
+        return
+    _logs().render_explain(err_console, explanations, "text")  # grouped per task, each reason once
 
 
 def _print_tasks(module: Any) -> None:

@@ -121,24 +121,16 @@ class Scheduler:
 
         Returns :class:`~slothflow.Explanation` objects; ``str()`` of one reads like ``slothflow explain``.
         """
-        from slothflow.provenance.explain import explain
+        from slothflow.provenance.explain import explain_store
 
-        store = self.load()
-        try:
-            return explain(store.conn, ident)
-        finally:
-            store.conn.rollback()
+        return explain_store(self.load(), ident)
 
     def lineage(self, path: str) -> dict[str, Any]:
         """Where a file (local path or URL) came from: the call that produced it, with its code and inputs,
         recursively up to the raw inputs, as plain data (what ``slothflow log --file`` shows)."""
-        from slothflow.provenance.lineage import file_lineage
+        from slothflow.provenance.lineage import store_lineage
 
-        store = self.load()
-        try:
-            return file_lineage(store.conn, path)
-        finally:
-            store.conn.rollback()
+        return store_lineage(self.load(), path)
 
     def close(self) -> None:
         for executor in self.executors.values():

@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import queue
 import threading
 import time
 import uuid
@@ -81,6 +82,7 @@ class DaskExecutor(Executor):
         self._jobs: dict[str, _Entry] = {}  # job id -> entry
         self._info: dict[str, Any] = {}
         self._info_at = 0.0
+        self._done_q: queue.SimpleQueue[tuple[_Entry, Any] | None] = queue.SimpleQueue()
         self._restarted: dict[str, float] = {}  # worker address -> when we restarted it (to stop a cancelled job)
 
     # ------------------------------------------------------------------------------- lifecycle
@@ -105,6 +107,9 @@ class DaskExecutor(Executor):
                 self._client = Client(self._cluster, set_as_default=False,
                                       direct_to_workers=True if direct is None else direct)
             self._info_at = 0.0
+            self._done_q = queue.SimpleQueue()
+            threading.Thread(target=self._collect, args=(self._client, self._done_q), daemon=True,
+                             name=f"slothflow-{self.name}-results").start()
 
     def _local_cluster(self) -> Any:
         import dask
@@ -131,6 +136,7 @@ class DaskExecutor(Executor):
                 for entry in entries:
                     entry.cancelled = True
             self._client = self._cluster = None
+            self._done_q.put(None)
         if client is None:
             return
         if cancel and cluster is None and entries:
@@ -218,17 +224,42 @@ class DaskExecutor(Executor):
         with self._lock:
             entry.future = future
             self._jobs[entry.spec.job_id] = entry
-        future.add_done_callback(lambda f: self._finished(entry, f))
+        done_q = self._done_q
+        future.add_done_callback(lambda f: done_q.put((entry, f)))
 
-    def _finished(self, entry: _Entry, future: Any) -> None:
+    def _collect(self, client: Any, done_q: queue.SimpleQueue[tuple[_Entry, Any] | None]) -> None:
+        """Report finished jobs, fetching the results of all that finished meanwhile in one ``gather`` (a
+        round trip per job would bound the throughput by the latency)."""
+        while True:
+            batch = [done_q.get()]
+            while True:
+                try:
+                    batch.append(done_q.get_nowait())
+                except queue.Empty:
+                    break
+            ready = [entry for item in batch if item is not None and (entry := self._take(*item)) is not None]
+            fetched: dict[str, bytes] = {}
+            finished = [e for e in ready if e.future.status == "finished"]
+            if finished:
+                with contextlib.suppress(Exception):
+                    values = client.gather([e.future for e in finished])
+                    fetched = {e.spec.job_id: v for e, v in zip(finished, values, strict=True)}
+            for entry in ready:
+                data = fetched.get(entry.spec.job_id)
+                make = ((lambda d=data, e=entry: _wire.load_outcome(d, e.spec)) if data is not None
+                        else (lambda e=entry: self._outcome(e)))
+                report_safely(entry.done, entry.spec.job_id, make,
+                              f"Dask executor {self.name!r} lost {entry.spec.task_name}")
+            if any(item is None for item in batch):
+                return
+
+    def _take(self, entry: _Entry, future: Any) -> _Entry | None:
+        """The entry of a finished future, if it is still to be reported (not cancelled, not sent again)."""
         with self._lock:
             if entry.cancelled or self._jobs.get(entry.spec.job_id) is not entry or entry.future is not future:
-                return
+                return None
             del self._jobs[entry.spec.job_id]
-        if self._collateral(entry):
-            return
-        report_safely(entry.done, entry.spec.job_id, lambda: self._outcome(entry),
-                      f"Dask executor {self.name!r} lost {entry.spec.task_name}")
+        return None if self._collateral(entry) else entry
 
     def _collateral(self, entry: _Entry) -> bool:
         """A job lost with a worker we ended to stop another (cancelled) job: sent again (a few times at most)."""

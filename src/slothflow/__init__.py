@@ -34,6 +34,7 @@ from slothflow._errors import (
     TaskDefinitionError,
     TaskLookupError,
     TaskTimeoutError,
+    WorkerLostError,
 )
 from slothflow._version import __version__
 from slothflow.files._file import ContentDir, ContentFile, Dir, File, FileSet, StagingDir, StagingFile
@@ -113,6 +114,7 @@ __all__ = [
     "TaskTimeoutError",
     "Value",
     "ValueExpression",
+    "WorkerLostError",
     "__version__",
     "apply_tags",
     "catch",

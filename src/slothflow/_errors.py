@@ -14,6 +14,7 @@ to do about it::
     │       └── MissingFileError an input file, or a file a task returned, does not exist
     ├── SerializationError       a value cannot be stored or sent to another process
     ├── ExecutorError            an executor could not run a job (unknown executor, broken pool)
+    │   └── WorkerLostError      the worker (process, Dask worker, Slurm job) running a job died (names it)
     ├── TaskTimeoutError         an attempt ran longer than its ``timeout`` option (also a TimeoutError)
     ├── StoreError               the database cannot be used
     │   ├── StoreVersionError    the database was written by a newer (or older) schema
@@ -182,3 +183,17 @@ class StoreCorruptError(StoreError):
 
 class StoreReadOnlyError(StoreError):
     """The database or blob folder cannot be written (a read-only folder, file or connection)."""
+
+
+class WorkerLostError(ExecutorError):
+    """The worker running a job died (killed, out of memory, the task ended its process): ``worker`` names it.
+
+    Not the task's own error, so ``retries`` apply as for any failed attempt."""
+
+    def __init__(self, message: str, task_name: str | None = None, executor: str | None = None,
+                 worker: str | None = None) -> None:
+        super().__init__(message, task_name, executor)
+        self.worker = worker
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (str(self), self.task_name, self.executor, self.worker))

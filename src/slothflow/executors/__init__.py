@@ -10,6 +10,7 @@ from typing import Any
 
 from slothflow._errors import ConfigError
 from slothflow.executors.base import Done, Executor, JobSpec, Outcome, run_job
+from slothflow.executors.dask import DaskExecutor
 from slothflow.executors.inline import InlineExecutor
 from slothflow.executors.processes import ProcessExecutor
 from slothflow.executors.threads import ThreadExecutor
@@ -18,6 +19,7 @@ EXECUTORS: dict[str, type[Executor]] = {
     "inline": InlineExecutor,
     "threads": ThreadExecutor,
     "processes": ProcessExecutor,
+    "dask": DaskExecutor,
     # redun's names for the same things
     "local": ThreadExecutor,
     "thread": ThreadExecutor,
@@ -54,6 +56,7 @@ def make_executor(name: str, config: dict[str, Any]) -> Executor:
 
 __all__ = [
     "EXECUTORS",
+    "DaskExecutor",
     "Done",
     "Executor",
     "InlineExecutor",

@@ -18,7 +18,7 @@ import json
 import re
 import sys
 import typing
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from slothflow._errors import TaskDefinitionError, TaskLookupError
@@ -26,7 +26,8 @@ from slothflow.hashing._code import CodeInfo, current_code_hasher
 from slothflow.hashing._encode import hash_struct, hash_value
 from slothflow.hashing._environment import ENV_POLICIES
 from slothflow.hashing._source import get_source
-from slothflow.model._expression import TaskExpression
+from slothflow.model._context import apply_context, merge_contexts
+from slothflow.model._expression import TaskExpression, contains_expression
 
 _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z_0-9]*$")
 _NAMESPACE_RE = re.compile(r"^([A-Za-z_][A-Za-z_0-9]*(\.[A-Za-z_][A-Za-z_0-9]*)*)?$")
@@ -155,6 +156,7 @@ class Task:
         source: str | None = None,
         options: dict[str, Any] | None = None,
         options_override: dict[str, Any] | None = None,
+        context: dict[str, Any] | None = None,
     ) -> None:
         self.func = func
         self.name = name or func.__name__
@@ -175,6 +177,10 @@ class Task:
         self._hash: str | None = None
         self._hash_generation: object = None  # the generation of the code hasher the hash was computed by
         self.signature = inspect.signature(func)
+        # A context override (``update_context``): merged over the context the call runs in.
+        self._context: dict[str, Any] = dict(context or {})
+        if self._context:
+            self.signature = _signature_in_context(self.signature, self._context)
         self.nout: int | None = self.get_task_option("nout")
         if self.nout is None:
             self.nout = _infer_nout(func)
@@ -260,7 +266,9 @@ class Task:
         overrides = hash_value(relevant) if relevant else None
         # A script task runs what its function returns: that is a different computation.
         kind = "script" if self.get_task_option("script") else None
-        return hash_struct("Task", self.fullname, *code, *includes, overrides, kind)
+        # A context override changes the defaults and the calls the body returns: a different computation.
+        context = [hash_value(self._context)] if self._context else []
+        return hash_struct("Task", self.fullname, *code, *includes, overrides, kind, *context)
 
     def get_hash(self) -> str:
         return self.hash
@@ -275,6 +283,8 @@ class Task:
             return False
         if self._options_override:
             current = current.options(**self._options_override)
+        if self._context:
+            current = current._with_context(self._context)
         return current.hash == self.hash
 
     # ----------------------------------------------------------------------------------- options
@@ -300,6 +310,38 @@ class Task:
             source=self._source,
             options=self._options,
             options_override={**self._options_override, **overrides},
+            context=self._context,
+        )
+
+    # ----------------------------------------------------------------------------------- context
+    @property
+    def context(self) -> dict[str, Any]:
+        """This task's context override (empty unless made by :meth:`update_context`)."""
+        return dict(self._context)
+
+    def update_context(self, context: dict[str, Any] | None = None, **kwargs: Any) -> Task:
+        """A copy of this task whose calls run with ``context`` (and ``kwargs``) merged over the context
+        they run in, nested dicts key by key: ``get_context`` in its defaults, and in every call its body
+        returns, reads the merged values. ``update_context`` again merges over this override."""
+        return self._with_context(merge_contexts(self._context, {**(context or {}), **kwargs}))
+
+    def inherit_context(self, context: Mapping[str, Any]) -> Task:
+        """This task called under a parent's ``context``: its own override wins over the inherited one."""
+        return self._with_context(merge_contexts(context, self._context))
+
+    def _with_context(self, context: dict[str, Any]) -> Task:
+        if context == self._context:
+            return self
+        return Task(
+            self.func,
+            name=self.name,
+            namespace=self.namespace,
+            version=self.version,
+            hash_includes=self.hash_includes,
+            source=self._source,
+            options=self._options,
+            options_override=self._options_override,
+            context=context,
         )
 
     def partial(self, *args: Any, **kwargs: Any) -> PartialTask:
@@ -309,9 +351,13 @@ class Task:
     def run_func(self) -> Callable[..., Any]:
         """What an executor calls: the function itself, or for ``script=True`` a runner of the command the
         function returns (stdout is the result)."""
+        func = self.func
         if self.get_task_option("script"):
-            return functools.partial(_run_script_body, self.func)
-        return self.func
+            func = functools.partial(_run_script_body, self.func)
+        if self._context:
+            runner = _run_in_context_async if inspect.iscoroutinefunction(self.func) else _run_in_context
+            func = functools.partial(runner, func, self._context)
+        return func
 
     # ------------------------------------------------------------------------------------ calling
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
@@ -321,7 +367,27 @@ class Task:
         return f"Task(fullname={self.fullname!r}, hash={self.hash[:8]})"
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (_load_task, (self.fullname, self.hash, self._options_override, self.__module__))
+        args = (self.fullname, self.hash, self._options_override, self.__module__)
+        return (_load_task, (*args, self._context) if self._context else args)
+
+
+def _signature_in_context(signature: inspect.Signature, context: dict[str, Any]) -> inspect.Signature:
+    """``signature`` with the ``get_context`` expressions of its defaults read under ``context``."""
+    params = [
+        p.replace(default=apply_context(p.default, context))
+        if p.default is not p.empty and contains_expression(p.default) else p
+        for p in signature.parameters.values()
+    ]
+    return signature.replace(parameters=params)
+
+
+def _run_in_context(func: Callable[..., Any], context: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
+    """Run a body whose task has a context override: the calls it returns inherit the override."""
+    return apply_context(func(*args, **kwargs), context)
+
+
+async def _run_in_context_async(func: Callable[..., Any], context: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
+    return apply_context(await func(*args, **kwargs), context)
 
 
 def _run_script_body(func: Callable[..., Any], *args: Any, **kwargs: Any) -> str:
@@ -336,7 +402,8 @@ def _run_script_body(func: Callable[..., Any], *args: Any, **kwargs: Any) -> str
 
 
 def _load_task(
-    fullname: str, recorded_hash: str, options_override: dict[str, Any], module: str | None = None
+    fullname: str, recorded_hash: str, options_override: dict[str, Any], module: str | None = None,
+    context: dict[str, Any] | None = None,
 ) -> Task:
     """Resolve a pickled task reference to the task *currently* defined under that name.
 
@@ -353,7 +420,9 @@ def _load_task(
         task = _registry.get(fullname)
     if task is None:
         return _UndefinedTask(fullname, recorded_hash)
-    return task.options(**options_override) if options_override else task
+    if options_override:
+        task = task.options(**options_override)
+    return task._with_context(context) if context else task
 
 
 class _UndefinedTask(Task):
@@ -401,6 +470,13 @@ class PartialTask:
 
     def options(self, **overrides: Any) -> PartialTask:
         return PartialTask(self.task.options(**overrides), self.args, self.kwargs)
+
+    def update_context(self, context: dict[str, Any] | None = None, **kwargs: Any) -> PartialTask:
+        """As :meth:`Task.update_context`, keeping the bound arguments."""
+        return PartialTask(self.task.update_context(context, **kwargs), self.args, self.kwargs)
+
+    def inherit_context(self, context: Mapping[str, Any]) -> PartialTask:
+        return PartialTask(self.task.inherit_context(context), self.args, self.kwargs)
 
     def __slothflow_hash__(self) -> str:
         return hash_struct("PartialTask", self.task.hash, hash_value(self.args), hash_value(self.kwargs))

@@ -1,0 +1,17 @@
+"""redun's ``redun.task`` import path: the task decorator, task objects, namespaces and the registry.
+
+``slothflow/__init__`` imports this module before it binds the name ``task`` to the decorator, so that
+``slothflow.task`` stays the decorator after ``import slothflow.task``.
+"""
+
+from slothflow.model._task import (
+    PartialTask,
+    Task,
+    TaskRegistry,
+    get_current_namespace,
+    get_task_registry,
+    namespace,
+    task,
+)
+
+__all__ = ["PartialTask", "Task", "TaskRegistry", "get_current_namespace", "get_task_registry", "namespace", "task"]

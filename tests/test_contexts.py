@@ -52,7 +52,7 @@ def both_foos() -> Any:
 
 
 @task
-def read_nested(x: str = get_context("aa.bb.cc", "foo"), whole: Any = get_context("aa")) -> list[Any]:
+def read_nested(x: str = get_context("aa.bb.cc", "foo"), whole: Any = get_context("aa")) -> list[Any]:  # noqa: B008
     return [x, whole]
 
 
@@ -142,7 +142,7 @@ def test_nested_contexts_merge_key_by_key(scheduler: Scheduler) -> None:
 
 def test_default_none_and_run_context(scheduler: Scheduler) -> None:
     @task
-    def maybe(x: Any = get_context("a.b.c")) -> Any:
+    def maybe(x: Any = get_context("a.b.c")) -> Any:  # noqa: B008
         return x
 
     assert scheduler.run(maybe(), context={"a": {"b": 1}}) is None

@@ -11,7 +11,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parent.parent / "src" / "slothflow"
 # Lower numbers are lower layers. A module may import its own layer (without circles) or any lower one.
 LAYERS = {
-    "_walk": 0, "_errors": 0, "_shell": 0, "_util": 0, "_config": 0, "_version": 0,
+    "_walk": 0, "_errors": 0, "_shell": 0, "_util": 0, "_config": 0, "_config_files": 0, "_version": 0,
     "hashing": 1,
     "model": 2,
     "files": 3,

@@ -19,6 +19,7 @@ SAME_AS_TOP_LEVEL = {
                              "ValueExpression"],
     "slothflow.context": ["get_context"],
     "slothflow.scripting": ["script", "ScriptError"],
+    "slothflow.config": ["Config", "ConfigError"],
     "slothflow.scheduler": ["Scheduler", "run", "cond", "catch", "catch_all", "throw", "apply_tags"],
 }
 

@@ -5,6 +5,10 @@
 """
 
 from slothflow.model._task import (
+    CacheCheckValid,
+    CacheScope,
+    InvalidNoutError,
+    InvalidTaskNameError,
     PartialTask,
     Task,
     TaskRegistry,
@@ -14,4 +18,16 @@ from slothflow.model._task import (
     task,
 )
 
-__all__ = ["PartialTask", "Task", "TaskRegistry", "get_current_namespace", "get_task_registry", "namespace", "task"]
+__all__ = [
+    "CacheCheckValid",
+    "CacheScope",
+    "InvalidNoutError",
+    "InvalidTaskNameError",
+    "PartialTask",
+    "Task",
+    "TaskRegistry",
+    "get_current_namespace",
+    "get_task_registry",
+    "namespace",
+    "task",
+]

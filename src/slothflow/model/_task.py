@@ -11,6 +11,7 @@ source, the code object is hashed instead. A task's default namespace is its mod
 
 from __future__ import annotations
 
+import enum
 import functools
 import importlib
 import inspect
@@ -34,6 +35,31 @@ _NAMESPACE_RE = re.compile(r"^([A-Za-z_][A-Za-z_0-9]*(\.[A-Za-z_][A-Za-z_0-9]*)*
 
 CACHE_SCOPES = ("NONE", "CSE", "BACKEND")
 CHECK_VALID = ("full", "shallow")
+
+
+class CacheScope(enum.StrEnum):
+    """redun's names for ``cache_scope``: how far a call's cached result may be looked for."""
+
+    NONE = "NONE"  # nowhere: the body always runs
+    CSE = "CSE"  # within the same execution only
+    BACKEND = "BACKEND"  # in every earlier execution too (the default)
+
+
+class CacheCheckValid(enum.StrEnum):
+    """redun's names for ``check_valid``: how a cached result is checked before reuse."""
+
+    FULL = "full"
+    SHALLOW = "shallow"
+
+
+# Task-definition errors that are also the built-in type redun raises for them (redun users catch those).
+# They belong with the others in slothflow._errors; they live here until that module takes them.
+class InvalidTaskNameError(TaskDefinitionError, ValueError):
+    """A task name or namespace that is not a (dotted) Python identifier."""
+
+
+class InvalidNoutError(TaskDefinitionError, TypeError):
+    """``nout`` that is not a whole number >= 0."""
 
 # Options the scheduler understands; any other keyword is passed through to executors.
 _SCHEDULER_OPTIONS = {
@@ -63,7 +89,7 @@ def namespace(_namespace: str | None = None) -> None:
     """Set the default namespace for tasks defined after this call (``None`` resets it)."""
     global _current_namespace
     if _namespace is not None and not _NAMESPACE_RE.match(_namespace):
-        raise TaskDefinitionError(f"invalid namespace {_namespace!r}: use dotted Python identifiers")
+        raise InvalidTaskNameError(f"invalid namespace {_namespace!r}: use dotted Python identifiers")
     _current_namespace = _namespace
 
 
@@ -161,10 +187,10 @@ class Task:
         self.func = func
         self.name = name or func.__name__
         if not _NAME_RE.match(self.name):
-            raise TaskDefinitionError(f"invalid task name {self.name!r}: use a Python identifier", self.name)
+            raise InvalidTaskNameError(f"invalid task name {self.name!r}: use a Python identifier", self.name)
         self.namespace = _module_namespace(func) if namespace is None else namespace
         if not _NAMESPACE_RE.match(self.namespace):
-            raise TaskDefinitionError(
+            raise InvalidTaskNameError(
                 f"invalid namespace {self.namespace!r} for task {self.name!r}: use dotted identifiers",
                 self.name,
             )
@@ -217,8 +243,9 @@ class Task:
                 f"task {self.fullname}: env_policy must be one of {ENV_POLICIES}, not {policy!r}", self.fullname
             )
         nout = opts.get("nout")
-        if nout is not None and (not isinstance(nout, int) or nout < 0):
-            raise TaskDefinitionError(f"task {self.fullname}: nout must be a non-negative int", self.fullname)
+        if nout is not None and (isinstance(nout, bool) or not isinstance(nout, int) or nout < 0):
+            raise InvalidNoutError(f"task {self.fullname}: nout must be a whole number >= 0, not {nout!r}",
+                                   self.fullname)
 
     # ---------------------------------------------------------------------------------- identity
     @property
@@ -470,6 +497,13 @@ class PartialTask:
 
     def options(self, **overrides: Any) -> PartialTask:
         return PartialTask(self.task.options(**overrides), self.args, self.kwargs)
+
+    def get_task_option(self, name: str, default: Any = None) -> Any:
+        return self.task.get_task_option(name, default)
+
+    def get_task_options(self) -> dict[str, Any]:
+        """The options of the task this partial call applies (redun's ``PartialTask.get_task_options``)."""
+        return self.task.get_task_options()
 
     def update_context(self, context: dict[str, Any] | None = None, **kwargs: Any) -> PartialTask:
         """As :meth:`Task.update_context`, keeping the bound arguments."""

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from slothflow import Scheduler, TaskDefinitionError, cond
-from slothflow.task import CacheCheckValid, CacheScope, task
+from slothflow.task import CacheCheckValid, CacheScope, Task, get_task_registry, task, wraps_task
 
 calls: list[int] = []
 
@@ -67,3 +67,82 @@ def test_cond_with_any_number_of_pairs(scheduler: Scheduler) -> None:
     assert scheduler.run(cond(value(False), 1, value(True), 2)) == 2
     assert scheduler.run(cond(value(False), 1, value(False), 2, value(0), 3, "else")) == "else"
     assert scheduler.run(cond(value(False), 1, value(False), 2, value(1), 3, "else")) == 3
+
+
+def doubled_task() -> Any:
+    @wraps_task()
+    def _doubled(inner_task: Task) -> Any:
+        def do_doubling(*args: Any, **kwargs: Any) -> Any:
+            return 2 * inner_task.func(*args, **kwargs)
+
+        return do_doubling
+
+    return _doubled
+
+
+def times(k: int) -> Any:
+    @wraps_task(wrapper_name="times", wrapper_hash_includes=[k])
+    def _times(inner_task: Task) -> Any:
+        def run(*args: Any, **kwargs: Any) -> Any:
+            return [inner_task(*args, **kwargs) for _ in range(k)]  # lazily, through the scheduler
+
+        return run
+
+    return _times
+
+
+@doubled_task()
+@task
+def plus_one(x: int = 1) -> int:
+    return 1 + x
+
+
+@doubled_task()
+def plus_two(x: int) -> int:
+    return 2 + x
+
+
+@doubled_task()
+@doubled_task()
+def plus_three(x: int) -> int:
+    return 3 + x
+
+
+@times(2)
+@task
+def tenfold(x: int) -> int:
+    return 10 * x
+
+
+def test_wraps_task_hides_the_inner_task_and_takes_its_name() -> None:
+    registry = get_task_registry()
+    ns = plus_one.namespace
+    assert plus_one.fullname == f"{ns}.plus_one" and registry.get(f"{ns}.plus_one") is plus_one
+    assert plus_one.wrapped_task is registry.get(f"{ns}._doubled.plus_one")
+    assert plus_one.signature == plus_one.wrapped_task.signature  # the inner task's parameters, defaults
+    inner = plus_three.wrapped_task
+    assert inner is not None and inner.fullname == f"{ns}._doubled.plus_three"
+    assert inner.wrapped_task is not None and inner.wrapped_task.fullname == f"{ns}._doubled._doubled.plus_three"
+    assert tenfold.wrapped_task is not None and tenfold.wrapped_task.fullname == f"{ns}.times.tenfold"
+    assert plus_one.hash != plus_one.wrapped_task.hash
+
+
+def test_wraps_task_hash_includes_the_wrapper_arguments() -> None:
+    def body(x: int) -> int:
+        return x
+
+    a = times(2)(task(body, name="same_a"))
+    b = times(3)(task(body, name="same_b"))
+    a_hash = a.hash
+    registry = get_task_registry()
+    registry.rename(b.fullname, b.namespace, "same_a")  # the same full name, another wrapper argument
+    assert b.hash != a_hash
+
+
+@pytest.mark.parametrize("executor", ["threads", "processes"])
+def test_wrapped_tasks_run(sqlite_uri: str, executor: str) -> None:
+    scheduler = Scheduler(config={"backend": {"db_uri": sqlite_uri}, "executors.default": {"type": executor}})
+    try:
+        assert scheduler.run([plus_one(), plus_two(2), plus_three(1), tenfold(2)]) == [4, 8, 16, [20, 20]]
+    finally:
+        scheduler.close()

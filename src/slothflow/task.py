@@ -17,6 +17,7 @@ from slothflow.model._task import (
     namespace,
     task,
 )
+from slothflow.model._wraps import wraps_task
 
 __all__ = [
     "CacheCheckValid",
@@ -30,4 +31,5 @@ __all__ = [
     "get_task_registry",
     "namespace",
     "task",
+    "wraps_task",
 ]

@@ -122,6 +122,16 @@ class TaskRegistry:
     def __contains__(self, name: object) -> bool:
         return name in self._tasks
 
+    def rename(self, old_fullname: str, new_namespace: str, new_name: str | None = None) -> Task:
+        """Move a registered task to another name (``wraps_task`` hides the task it wraps this way)."""
+        task = self._tasks.pop(old_fullname)
+        task.namespace = new_namespace
+        task.name = new_name or task.name
+        task.fullname = f"{new_namespace}.{task.name}" if new_namespace else task.name
+        task._hash = None  # the full name is part of the hash
+        self.add(task)
+        return task
+
 
 _registry = TaskRegistry()
 
@@ -202,6 +212,7 @@ class Task:
         self._options_override = dict(options_override or {})
         self._hash: str | None = None
         self._hash_generation: object = None  # the generation of the code hasher the hash was computed by
+        self.wrapped_task: Task | None = None  # the task this one wraps (``wraps_task``)
         self.signature = inspect.signature(func)
         # A context override (``update_context``): merged over the context the call runs in.
         self._context: dict[str, Any] = dict(context or {})

@@ -3,6 +3,8 @@ options, and ``cond`` with any number of branches."""
 
 from __future__ import annotations
 
+import pickle
+import threading
 from typing import Any
 
 import pytest
@@ -146,3 +148,47 @@ def test_wrapped_tasks_run(sqlite_uri: str, executor: str) -> None:
         assert scheduler.run([plus_one(), plus_two(2), plus_three(1), tenfold(2)]) == [4, 8, 16, [20, 20]]
     finally:
         scheduler.close()
+
+
+@task
+def thread_id(i: int) -> int:
+    return threading.get_ident()
+
+
+@task(executor="threads")
+def pinned_thread_id(i: int) -> int:
+    return threading.get_ident()
+
+
+@task
+def fan_out() -> Any:
+    return {"inherits": thread_id(1), "own_option": thread_id.options(executor="threads")(2),
+            "task_option": pinned_thread_id(3), "deeper": deeper()}
+
+
+@task
+def deeper() -> Any:
+    return thread_id(4)
+
+
+def test_export_options_reach_every_call_below(scheduler: Scheduler) -> None:
+    here = threading.get_ident()  # the inline executor runs bodies in the scheduler's own thread
+    plain = scheduler.run(fan_out())
+    assert here not in plain.values()
+    exported = fan_out.export_options(executor="inline")
+    assert exported.get_task_options()["executor"] == "inline"
+    assert exported.get_export_options() == {"executor": "inline"}
+    got = scheduler.run(exported())
+    assert got["inherits"] == here and got["deeper"] == here
+    assert got["task_option"] == here  # exported options win over @task options
+    assert got["own_option"] != here  # a call's own .options() win over exported ones
+    assert exported.hash != fan_out.hash and exported.is_valid()
+    again = pickle.loads(pickle.dumps(exported))
+    assert again.get_export_options() == {"executor": "inline"} and again.hash == exported.hash
+    assert fan_out.partial().export_options(executor="inline").get_task_options()["executor"] == "inline"
+
+
+def test_options_of_a_wrapper_keep_its_signature_and_module() -> None:
+    copy = plus_one.options(limits=["x"])
+    assert copy.signature == plus_one.signature and copy.__module__ == plus_one.__module__
+    assert copy.wrapped_task is plus_one.wrapped_task

@@ -68,14 +68,15 @@ def _resolve_get_context(expr: SchedulerExpression, context: Mapping[str, Any]) 
     return node
 
 
-def apply_context(value: Any, context: Mapping[str, Any]) -> Any:
+def apply_context(value: Any, context: Mapping[str, Any], export: Mapping[str, Any] | None = None) -> Any:
     """``value`` with every expression inside rewritten to run under ``context`` (merged over the context it
-    is evaluated in): ``get_context`` reads the override first and each task call runs as a task copy that
-    inherits ``context``, so its own defaults and the calls its body returns see it too.
+    is evaluated in) and the ``export``-ed options: ``get_context`` reads the override first and each task
+    call runs as a task copy that inherits both, so its own defaults and the calls its body returns see them.
 
     Iterative over the expression graph (no recursion limit); an expression shared by two paths stays shared.
     """
-    if not context:
+    export = export or {}
+    if not context and not export:
         return value
     memo: dict[int, Any] = {}
     order: list[Expression] = []
@@ -92,27 +93,27 @@ def apply_context(value: Any, context: Mapping[str, Any]) -> Any:
         stack.append((expr, True))
         stack.extend((child, False) for child in iter_expressions(expr._children()) if id(child) not in seen)
     for expr in order:
-        memo[id(expr)] = _rewrite(expr, context, memo)
+        memo[id(expr)] = _rewrite(expr, context, export, memo)
     return transform(value, lambda e: memo[id(e)], Expression)
 
 
 def _task_or_expression(obj: Any) -> bool:
     """Leaves for rewriting the arguments of a built-in: tasks (redun's recover tasks) and expressions (kept
     as they are; looked up on the type, as an expression answers any attribute lazily)."""
-    return isinstance(obj, Expression) or callable(getattr(type(obj), "inherit_context", None))
+    return isinstance(obj, Expression) or callable(getattr(type(obj), "inherit", None))
 
 
-def _rewrite(expr: Expression, context: Mapping[str, Any], memo: dict[int, Any]) -> Any:
+def _rewrite(expr: Expression, context: Mapping[str, Any], export: Mapping[str, Any], memo: dict[int, Any]) -> Any:
     def sub(v: Any) -> Any:
         return transform(v, lambda e: memo[id(e)], Expression)
 
     if isinstance(expr, TaskExpression):
-        return TaskExpression(expr.task.inherit_context(context), sub(expr.args), sub(expr.kwargs))
+        return TaskExpression(expr.task.inherit(context, export), sub(expr.args), sub(expr.kwargs))
     if isinstance(expr, SchedulerExpression):
         if expr.name == "get_context":
-            return _resolve_get_context(expr, context)
+            return _resolve_get_context(expr, context) if context else expr
         # The tasks a built-in calls itself (catch's recover, map_'s task) run under the context too.
-        args = transform(sub(expr.args), lambda t: t if isinstance(t, Expression) else t.inherit_context(context),
+        args = transform(sub(expr.args), lambda t: t if isinstance(t, Expression) else t.inherit(context, export),
                          _task_or_expression)
         return SchedulerExpression(expr.name, args, sub(expr.kwargs))
     if isinstance(expr, SimpleExpression):

@@ -193,6 +193,8 @@ class Task:
         options: dict[str, Any] | None = None,
         options_override: dict[str, Any] | None = None,
         context: dict[str, Any] | None = None,
+        export: dict[str, Any] | None = None,
+        signature: inspect.Signature | None = None,
     ) -> None:
         self.func = func
         self.name = name or func.__name__
@@ -210,10 +212,14 @@ class Task:
         self._source = source
         self._options = dict(options or {})
         self._options_override = dict(options_override or {})
+        # Options exported to this call and every call below it (``export_options``).
+        self._export: dict[str, Any] = dict(export or {})
         self._hash: str | None = None
         self._hash_generation: object = None  # the generation of the code hasher the hash was computed by
         self.wrapped_task: Task | None = None  # the task this one wraps (``wraps_task``)
-        self.signature = inspect.signature(func)
+        # The parameters calls are bound to: the function's, or the wrapped task's (``wraps_task``).
+        self._base_signature = signature if signature is not None else inspect.signature(func)
+        self.signature = self._base_signature
         # A context override (``update_context``): merged over the context the call runs in.
         self._context: dict[str, Any] = dict(context or {})
         if self._context:
@@ -306,7 +312,9 @@ class Task:
         kind = "script" if self.get_task_option("script") else None
         # A context override changes the defaults and the calls the body returns: a different computation.
         context = [hash_value(self._context)] if self._context else []
-        return hash_struct("Task", self.fullname, *code, *includes, overrides, kind, *context)
+        # Exported options travel with the calls the body returns, inside its recorded reduction: whole.
+        export = ["export", hash_value(self._export)] if self._export else []
+        return hash_struct("Task", self.fullname, *code, *includes, overrides, kind, *context, *export)
 
     def get_hash(self) -> str:
         return self.hash
@@ -321,25 +329,32 @@ class Task:
             return False
         if self._options_override:
             current = current.options(**self._options_override)
-        if self._context:
-            current = current._with_context(self._context)
+        if self._context or self._export:
+            current = current._copy(context=self._context, export=self._export)
         return current.hash == self.hash
 
     # ----------------------------------------------------------------------------------- options
     def get_task_option(self, name: str, default: Any = None) -> Any:
-        if name in self._options_override:
-            return self._options_override[name]
+        for source in (self._options_override, self._export):
+            if name in source:
+                return source[name]
         return self._options.get(name, default)
 
     def get_task_options(self) -> dict[str, Any]:
-        return {**self._options, **self._options_override}
+        """The options in effect: ``@task(...)``, under exported ones, under ``.options(...)`` overrides."""
+        return {**self._options, **self._export, **self._options_override}
 
     def has_task_option(self, name: str) -> bool:
-        return name in self._options_override or name in self._options
+        return name in self._options_override or name in self._export or name in self._options
 
     def options(self, **overrides: Any) -> Task:
         """A copy of this task with option overrides; the overrides are part of its hash."""
-        return Task(
+        return self._derive({**self._options_override, **overrides}, self._context, self._export)
+
+    def _derive(self, overrides: dict[str, Any], context: dict[str, Any], export: dict[str, Any]) -> Task:
+        """A copy with other overrides, context or exported options; a wrapper's signature, module and
+        wrapped task stay (``wraps_task``)."""
+        copy = Task(
             self.func,
             name=self.name,
             namespace=self.namespace,
@@ -347,9 +362,25 @@ class Task:
             hash_includes=self.hash_includes,
             source=self._source,
             options=self._options,
-            options_override={**self._options_override, **overrides},
-            context=self._context,
+            options_override=overrides,
+            context=context,
+            export=export,
+            signature=self._base_signature,
         )
+        if copy.get_task_option("nout") is None:
+            copy.nout = self.nout
+        copy.__module__ = self.__module__
+        copy.wrapped_task = self.wrapped_task
+        return copy
+
+    def export_options(self, **options: Any) -> Task:
+        """A copy of this task whose options include ``options``, and so do the options of every call its
+        body returns, down the whole sub-workflow (a call's own ``.options(...)`` still win, its ``@task``
+        options do not)."""
+        return self._copy(export={**self._export, **options})
+
+    def get_export_options(self) -> dict[str, Any]:
+        return dict(self._export)
 
     # ----------------------------------------------------------------------------------- context
     @property
@@ -363,24 +394,19 @@ class Task:
         returns, reads the merged values. ``update_context`` again merges over this override."""
         return self._with_context(merge_contexts(self._context, {**(context or {}), **kwargs}))
 
-    def inherit_context(self, context: Mapping[str, Any]) -> Task:
-        """This task called under a parent's ``context``: its own override wins over the inherited one."""
-        return self._with_context(merge_contexts(context, self._context))
+    def inherit(self, context: Mapping[str, Any], export: Mapping[str, Any]) -> Task:
+        """This task called under a parent's context and exported options: its own win over inherited ones."""
+        return self._copy(context=merge_contexts(context, self._context), export={**export, **self._export})
 
     def _with_context(self, context: dict[str, Any]) -> Task:
-        if context == self._context:
+        return self._copy(context=context)
+
+    def _copy(self, context: dict[str, Any] | None = None, export: dict[str, Any] | None = None) -> Task:
+        context = self._context if context is None else context
+        export = self._export if export is None else export
+        if context == self._context and export == self._export:
             return self
-        return Task(
-            self.func,
-            name=self.name,
-            namespace=self.namespace,
-            version=self.version,
-            hash_includes=self.hash_includes,
-            source=self._source,
-            options=self._options,
-            options_override=self._options_override,
-            context=context,
-        )
+        return self._derive(self._options_override, context, export)
 
     def partial(self, *args: Any, **kwargs: Any) -> PartialTask:
         return PartialTask(self, args, kwargs)
@@ -392,9 +418,9 @@ class Task:
         func = self.func
         if self.get_task_option("script"):
             func = functools.partial(_run_script_body, self.func)
-        if self._context:
+        if self._context or self._export:
             runner = _run_in_context_async if inspect.iscoroutinefunction(self.func) else _run_in_context
-            func = functools.partial(runner, func, self._context)
+            func = functools.partial(runner, func, self._context, self._export)
         return func
 
     # ------------------------------------------------------------------------------------ calling
@@ -405,8 +431,10 @@ class Task:
         return f"Task(fullname={self.fullname!r}, hash={self.hash[:8]})"
 
     def __reduce__(self) -> tuple[Any, ...]:
-        args = (self.fullname, self.hash, self._options_override, self.__module__)
-        return (_load_task, (*args, self._context) if self._context else args)
+        args: tuple[Any, ...] = (self.fullname, self.hash, self._options_override, self.__module__)
+        if self._context or self._export:
+            args = (*args, self._context, self._export)
+        return (_load_task, args)
 
 
 def _signature_in_context(signature: inspect.Signature, context: dict[str, Any]) -> inspect.Signature:
@@ -419,13 +447,15 @@ def _signature_in_context(signature: inspect.Signature, context: dict[str, Any])
     return signature.replace(parameters=params)
 
 
-def _run_in_context(func: Callable[..., Any], context: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
-    """Run a body whose task has a context override: the calls it returns inherit the override."""
-    return apply_context(func(*args, **kwargs), context)
+def _run_in_context(func: Callable[..., Any], context: dict[str, Any], export: dict[str, Any], *args: Any,
+                    **kwargs: Any) -> Any:
+    """Run a body whose task has a context override or exported options: the calls it returns inherit them."""
+    return apply_context(func(*args, **kwargs), context, export)
 
 
-async def _run_in_context_async(func: Callable[..., Any], context: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
-    return apply_context(await func(*args, **kwargs), context)
+async def _run_in_context_async(func: Callable[..., Any], context: dict[str, Any], export: dict[str, Any],
+                                *args: Any, **kwargs: Any) -> Any:
+    return apply_context(await func(*args, **kwargs), context, export)
 
 
 def _run_script_body(func: Callable[..., Any], *args: Any, **kwargs: Any) -> str:
@@ -442,6 +472,7 @@ def _run_script_body(func: Callable[..., Any], *args: Any, **kwargs: Any) -> str
 def _load_task(
     fullname: str, recorded_hash: str, options_override: dict[str, Any], module: str | None = None,
     context: dict[str, Any] | None = None,
+    export: dict[str, Any] | None = None,
 ) -> Task:
     """Resolve a pickled task reference to the task *currently* defined under that name.
 
@@ -460,7 +491,7 @@ def _load_task(
         return _UndefinedTask(fullname, recorded_hash)
     if options_override:
         task = task.options(**options_override)
-    return task._with_context(context) if context else task
+    return task._copy(context=context or {}, export=export or {}) if context or export else task
 
 
 class _UndefinedTask(Task):
@@ -520,8 +551,11 @@ class PartialTask:
         """As :meth:`Task.update_context`, keeping the bound arguments."""
         return PartialTask(self.task.update_context(context, **kwargs), self.args, self.kwargs)
 
-    def inherit_context(self, context: Mapping[str, Any]) -> PartialTask:
-        return PartialTask(self.task.inherit_context(context), self.args, self.kwargs)
+    def export_options(self, **options: Any) -> PartialTask:
+        return PartialTask(self.task.export_options(**options), self.args, self.kwargs)
+
+    def inherit(self, context: Mapping[str, Any], export: Mapping[str, Any]) -> PartialTask:
+        return PartialTask(self.task.inherit(context, export), self.args, self.kwargs)
 
     def __slothflow_hash__(self) -> str:
         return hash_struct("PartialTask", self.task.hash, hash_value(self.args), hash_value(self.kwargs))

@@ -41,11 +41,10 @@ def wraps_task(
                 namespace=visible_namespace,
                 hash_includes=[*(wrapper_hash_includes or []), inner_task],
                 options=dict(wrapper_task_options),
+                signature=None if use_wrapper_signature else inner_task.signature,
             )
-            if not use_wrapper_signature:
-                outer.signature = inner_task.signature
-                if outer.get_task_option("nout") is None:
-                    outer.nout = inner_task.nout
+            if not use_wrapper_signature and outer.get_task_option("nout") is None:
+                outer.nout = inner_task.nout
             outer.__module__ = inner_task.__module__  # where a worker process finds both tasks
             outer.__doc__ = inner_task.__doc__
             outer.wrapped_task = inner_task

@@ -48,9 +48,12 @@ from slothflow.model._expression import (
     TaskExpression,
     ValueExpression,
 )
-from slothflow.model._task import PartialTask, Task, get_current_namespace, get_task_registry, namespace, task
 from slothflow.model._value import ProxyValue, Value
 from slothflow.scheduler import Plan, PlannedCall, Scheduler, run
+
+# Imported before the name ``task`` is bound to the decorator below: loading the module ``slothflow.task``
+# sets the package attribute ``task`` to the module, and the import that follows rebinds it to the decorator.
+from slothflow.task import PartialTask, Task, get_current_namespace, get_task_registry, namespace, task  # noqa: I001
 
 if _TYPE_CHECKING:
     from slothflow.provenance.explain import Explanation, Reason

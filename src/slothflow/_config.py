@@ -1,8 +1,9 @@
-"""Configuration: plain sections of keys, from a dict, a ``Config`` or the project's TOML file.
+"""Configuration: plain sections of keys, from a dict, a ``Config`` or the project's configuration file.
 
 Section names may be dotted (``"executors.cluster"``), as in redun; ``Config`` keeps them flat and
-``section()`` returns a copy of one. A project's configuration lives in ``.slothflow/slothflow.toml``, found
-by walking up from the working directory like git does.
+``section()`` returns a copy of one. A project's configuration lives in its project folder, found by walking
+up from the working directory like git does: ``.slothflow/slothflow.toml``, or an existing redun project's
+``.redun/redun.ini`` (INI, read as redun reads it: see :mod:`slothflow._config_files`).
 
 Every key is declared below (:data:`SECTIONS`, :data:`OPEN_SECTIONS`) or by its executor class
 (``config_schema``); :func:`validate_config` checks a configuration against them, so that a typo or a bad
@@ -14,31 +15,70 @@ from __future__ import annotations
 import difflib
 import json
 import os
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from slothflow._config_files import format_of, parse_config_text
 from slothflow._errors import ConfigError
 
 PROJECT_DIRNAME = ".slothflow"
 CONFIG_FILENAME = "slothflow.toml"
 DB_FILENAME = "slothflow.db"
+REDUN_DIRNAME = ".redun"
+REDUN_CONFIG_FILENAME = "redun.ini"
+# Project folders, nearest first; in one folder, .slothflow wins over .redun.
+PROJECT_DIRNAMES = (PROJECT_DIRNAME, REDUN_DIRNAME)
+# The configuration file a project folder may hold (one of them).
+CONFIG_FILENAMES = (CONFIG_FILENAME, "slothflow.ini", REDUN_CONFIG_FILENAME)
+# Environment variables naming the project folder, in order of precedence.
+CONFIG_ENV_VARS = ("SLOTHFLOW_CONFIG", "SLOTHFLOW_PROJECT_DIR", "REDUN_CONFIG")
+# redun's own database in its project folder: slothflow cannot share it and keeps its own next to it.
+_REDUN_DEFAULT_DB_URIS = ("sqlite:///redun.db", "sqlite:///.redun/redun.db")
 
 
 class Config:
-    """Configuration sections, e.g. ``Config({"backend": {"db_uri": "sqlite:///x.db"}})``."""
+    """Configuration sections, e.g. ``Config({"backend": {"db_uri": "sqlite:///x.db"}})``.
 
-    def __init__(self, config_dict: dict[str, Any] | None = None, config_dir: str | os.PathLike[str] | None = None):
+    As redun's ``Config``: ``read_string`` / ``read_path`` read INI or TOML text, ``config["executors"]``
+    gives the dotted sections under a prefix as nested dicts, ``get_config_dict()`` the flat sections.
+    """
+
+    def __init__(self, config_dict: dict[str, Any] | None = None, config_dir: str | os.PathLike[str] | None = None,
+                 configdir: str | os.PathLike[str] | None = None):
         self._sections: dict[str, dict[str, Any]] = {}
-        self.config_dir = Path(config_dir) if config_dir is not None else None
+        folder = config_dir if config_dir is not None else configdir  # ``configdir``: redun's spelling
+        self.config_dir = Path(folder) if folder is not None else None
         if config_dict:
             self.read_dict(config_dict)
+
+    @property
+    def configdir(self) -> str:
+        """redun's name: the configuration folder (the working directory when there is none)."""
+        return str(self.config_dir) if self.config_dir is not None else os.getcwd()
 
     def read_dict(self, config_dict: dict[str, Any]) -> None:
         for name, section in _flatten_sections(config_dict):
             self._sections.setdefault(name, {}).update(section)
+
+    def read_string(self, text: str, format: str = "auto") -> None:
+        """Read configuration text, TOML or INI (``format="auto"``: TOML when it parses as TOML)."""
+        self.read_dict(parse_config_text(text, "<string>", format))
+
+    def read_path(self, path: str | os.PathLike[str]) -> None:
+        """Read a configuration file (``.toml``, or INI such as ``redun.ini``); its folder becomes the config
+        folder, which relative paths in it (``db_uri``, ``context_file``) are relative to."""
+        file = Path(path)
+        try:
+            text = file.read_text()
+        except OSError as exc:
+            raise ConfigError(f"cannot read configuration {file}: {exc.strerror or exc}") from exc
+        data = parse_config_text(text, str(file), format_of(file.name))
+        if file.name == REDUN_CONFIG_FILENAME:
+            _keep_off_redun_database(data)
+        self.config_dir = file.resolve().parent
+        self.read_dict(data)
 
     def section(self, name: str) -> dict[str, Any]:
         return dict(self._sections.get(name, {}))
@@ -47,16 +87,54 @@ class Config:
         return list(self._sections)
 
     def get(self, name: str, default: Any = None) -> Any:
-        return self._sections.get(name, default)
+        """A section (the dict itself), or the sections under a dotted prefix as nested dicts."""
+        if name in self._sections:
+            return self._sections[name]
+        nested = self._nested(name)
+        return nested if nested else default
 
     def __getitem__(self, name: str) -> dict[str, Any]:
-        return self._sections[name]
+        found = self.get(name)
+        if found is None:
+            raise KeyError(name)
+        return found
 
     def __contains__(self, name: object) -> bool:
-        return name in self._sections
+        return name in self._sections or (isinstance(name, str) and bool(self._nested(name)))
+
+    def keys(self) -> list[str]:
+        """The top-level names, as redun's nested view has them (``executors`` for ``executors.default``)."""
+        return list(dict.fromkeys(name.split(".", 1)[0] for name in self._sections))
+
+    def items(self) -> list[tuple[str, dict[str, Any]]]:
+        return [(key, self[key]) for key in self.keys()]
+
+    def _nested(self, prefix: str) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        start = prefix + "."
+        for name, values in self._sections.items():
+            if not name.startswith(start):
+                continue
+            node = out
+            *parents, last = name[len(start):].split(".")
+            for part in parents:
+                node = node.setdefault(part, {})
+            node.setdefault(last, {}).update(values)
+        return out
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
         return {k: dict(v) for k, v in self._sections.items()}
+
+    def get_config_dict(self, replace_config_dir: str | None = None) -> dict[str, dict[str, Any]]:
+        """The flat sections (``{"executors.default": {...}}``), from which ``Config(...)`` rebuilds this
+        configuration; ``replace_config_dir`` replaces this config folder inside string values."""
+        out = self.to_dict()
+        if replace_config_dir is None or self.config_dir is None:
+            return out
+        local = str(self.config_dir)
+        return {name: {k: v.replace(local, replace_config_dir) if isinstance(v, str) else v
+                       for k, v in values.items()}
+                for name, values in out.items()}
 
     def __repr__(self) -> str:
         return f"Config({self.to_dict()!r})"
@@ -160,12 +238,20 @@ SECTIONS: dict[str, dict[str, ConfigKey]] = {
                             "sqlite:///slothflow.db"),
         "blob_dir": ConfigKey(str, "where large values are stored (a folder or an fsspec URL)", "next to the database"),
         "busy_timeout": ConfigKey(float, "seconds a SQLite write waits for another process's lock", 30.0, 0),
+        "automigrate": ConfigKey(bool, "redun's switch for migrating the schema on open; slothflow creates a new "
+                                 "database and migrates an older SQLite one itself, PostgreSQL with `slothflow db "
+                                 "upgrade`, whatever it says", True),
     },
     "scheduler": {
         "fail_fast": ConfigKey(bool, "stop submitting new calls after the first failure", False),
         "env_policy": ConfigKey(str, "whether package versions count towards reuse: ignore, minor or exact",
                                 "ignore"),
         "context": ConfigKey(dict, "the execution context read by get_context (also a JSON string)", {}),
+        "context_file": ConfigKey(str, "a JSON file holding the execution context (relative to the config "
+                                  "folder), instead of context"),
+        "job_status_interval": ConfigKey(float, "redun's seconds between job-status tables in its log; "
+                                         "slothflow's progress display follows jobs as they change, so it "
+                                         "changes nothing", 20.0, 0),
         "ignore_warnings": ConfigKey(object, "redun's switch for its namespace warning; slothflow gives no such "
                                      "warning, so it changes nothing", ""),
     },
@@ -186,7 +272,48 @@ LOCAL_EXECUTOR_SCHEMA: dict[str, ConfigKey] = {
     "mode": ConfigKey(str, "redun's local executor: threads or processes", "thread", choices=("thread", "process")),
     "memory": ConfigKey(float, "GB that jobs' memory requests share", "the machine's memory", 0),
     "gpus": ConfigKey(int, "GPUs that jobs' gpus requests share", 0, 0),
+    "scratch": ConfigKey(str, "redun's scratch folder of its local executor; slothflow's local executors use "
+                         "none, so it changes nothing"),
 }
+# [repos.NAME] sections (redun's named repositories of other projects).
+REPO_SCHEMA: dict[str, ConfigKey] = {
+    "config_dir": ConfigKey(str, "the other project's config folder (accepted; slothflow does not use it yet)"),
+}
+_DB_CREDENTIALS = ("slothflow reads no database credentials from its config: put the user in db_uri and the "
+                   "password in PGPASSWORD or ~/.pgpass, which PostgreSQL's client reads")
+# redun's keys and sections that slothflow cannot honour: each is an error saying why, never silently ignored.
+REDUN_ONLY: dict[str, str] = {
+    "backend.db_aws_secret_name": _DB_CREDENTIALS,
+    "backend.db_username_env": _DB_CREDENTIALS,
+    "backend.db_password_env": _DB_CREDENTIALS,
+    "backend.max_value_size": "slothflow has no limit on value size: large values go to blob_dir",
+    "backend.value_store_path": "slothflow's folder for large values is backend.blob_dir",
+    "backend.value_store_min_size": "slothflow puts values over 64 KiB in blob_dir; the size is not configurable",
+    "backend.db_retries": "slothflow does not retry database errors (SQLite waits backend.busy_timeout for a lock)",
+    "backend.db_retries_backoff": "slothflow does not retry database errors",
+    "backend.db_retries_backoff_max": "slothflow does not retry database errors",
+    "scheduler.setup_scheduler": "slothflow has no setup_scheduler hook: build Scheduler(config=...) in Python",
+    "scheduler.federated_configs": "slothflow has no federated tasks",
+    "scheduler.boto_config": "slothflow does not configure boto; s3fs reads the usual AWS settings",
+    "executors.NAME.class": "register the class with slothflow.executors.register_executor(TYPE, cls) and give "
+                            "that TYPE as the section's type",
+    "federated_tasks": "slothflow has no federated tasks",
+}
+# redun's executor types with no slothflow counterpart.
+REDUN_EXECUTOR_TYPES = ("alias", "docker", "aws_batch", "aws_glue", "k8s", "gcp_batch")
+
+
+def create_config_section(config_dict: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A configuration section (redun's helper): a plain dict of keys to values."""
+    return dict(config_dict or {})
+
+
+def _keep_off_redun_database(data: dict[str, Any]) -> None:
+    """redun.ini's default database is redun's own (another schema): slothflow keeps its own cache next to
+    it, ``slothflow.db`` in the same folder, and leaves redun's untouched."""
+    backend = data.get("backend")
+    if isinstance(backend, dict) and str(backend.get("db_uri", "")).strip() in _REDUN_DEFAULT_DB_URIS:
+        backend["db_uri"] = f"sqlite:///{DB_FILENAME}"
 
 
 def _did_you_mean(name: str, valid: list[str]) -> str:
@@ -209,15 +336,24 @@ def validate_config(config: Config | dict[str, Any], executor_types: Mapping[str
         section = config.section(name)
         if name.startswith("executors."):
             out._sections[name] = _check_executor(name, section, executor_types)
+        elif name.startswith("repos."):
+            out._sections[name] = {key: _known(REPO_SCHEMA, name, key).check(f"{name}.{key}", v)
+                                   for key, v in section.items()}
+        elif name == "federated_tasks" or name.startswith("federated_tasks."):
+            raise ConfigError(f"config section [{name}] cannot be used: {REDUN_ONLY['federated_tasks']}")
         elif name in SECTIONS:
             keys = SECTIONS[name]
             out._sections[name] = {key: _known(keys, name, key).check(f"{name}.{key}", v)
                                    for key, v in section.items()}
+            if name == "scheduler" and "context_file" in out._sections[name]:
+                _read_context_file(out._sections[name], config.config_dir)
+            if name == "backend" and "db_uri" in out._sections[name]:
+                _refuse_redun_database(out._sections[name]["db_uri"], config.config_dir)
         elif name in OPEN_SECTIONS:
             rule = OPEN_SECTIONS[name]
             out._sections[name] = {str(key): rule.check(f"{name}.{key}", v) for key, v in section.items()}
         else:
-            valid = [*SECTIONS, *OPEN_SECTIONS, "executors.NAME"]
+            valid = [*SECTIONS, *OPEN_SECTIONS, "executors.NAME", "repos.NAME"]
             hint = _did_you_mean(name, [*SECTIONS, *OPEN_SECTIONS])
             if name == "executors":
                 hint = "; executors are configured in [executors.NAME] sections"
@@ -225,9 +361,57 @@ def validate_config(config: Config | dict[str, Any], executor_types: Mapping[str
     return out
 
 
+def _read_context_file(scheduler: dict[str, Any], config_dir: Path | None) -> None:
+    """``scheduler.context_file`` read into ``scheduler.context`` (redun allows one of the two)."""
+    name = scheduler.pop("context_file")
+    if "context" in scheduler:
+        raise ConfigError("config scheduler.context and scheduler.context_file are both given: keep one")
+    path = Path(name)
+    if not path.is_absolute() and config_dir is not None:
+        path = config_dir / path
+    try:
+        data = json.loads(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"config scheduler.context_file: cannot read {path}: {exc.strerror or exc}") from exc
+    except ValueError as exc:
+        raise ConfigError(f"config scheduler.context_file: {path} is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"config scheduler.context_file: {path} must hold a JSON object")
+    scheduler["context"] = data
+
+
+def _refuse_redun_database(db_uri: str, config_dir: Path | None) -> None:
+    """A SQLite ``db_uri`` naming a database redun made is an error: its schema is redun's, not ours."""
+    if not db_uri.startswith("sqlite:///") or db_uri == "sqlite:///:memory:":
+        return
+    path = Path(db_uri[len("sqlite:///"):].split("?", 1)[0])
+    if not path.is_absolute() and config_dir is not None:
+        path = config_dir / path
+    if not path.is_file():
+        return
+    import sqlite3
+
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            found = conn.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'redun_version'").fetchone()
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return  # not readable as SQLite here: the store reports it with its own message
+    if found:
+        raise ConfigError(f"config backend.db_uri = {db_uri!r} is redun's database ({path}); slothflow keeps its "
+                          f"own cache and cannot share it: point db_uri at another file (e.g. sqlite:///{DB_FILENAME})")
+
+
 def _known(keys: Mapping[str, ConfigKey], section: str, key: str) -> ConfigKey:
     rule = keys.get(key)
     if rule is None:
+        generic = "executors.NAME." + key if section.startswith("executors.") else f"{section}.{key}"
+        reason = REDUN_ONLY.get(generic)
+        if reason is not None:
+            raise ConfigError(f"config key {section}.{key} (from redun) cannot be used: {reason}")
         valid = sorted(keys)
         raise ConfigError(f"unknown config key {section}.{key}{_did_you_mean(key, valid)} "
                           f"(keys of [{section}]: {', '.join(valid) or 'none'})")
@@ -236,6 +420,8 @@ def _known(keys: Mapping[str, ConfigKey], section: str, key: str) -> ConfigKey:
 
 def _check_executor(name: str, section: dict[str, Any], executor_types: Mapping[str, type] | None) -> dict[str, Any]:
     executor = name.split(".", 1)[1]
+    if "class" in section:
+        raise ConfigError(f"config key {name}.class (from redun) cannot be used: {REDUN_ONLY['executors.NAME.class']}")
     type_name = section.get("type")
     if type_name is None:
         if executor == "default" or executor_types is None:
@@ -250,6 +436,9 @@ def _check_executor(name: str, section: dict[str, Any], executor_types: Mapping[
     if executor_types is None:
         return {**section, **out}
     cls = executor_types.get(type_name)
+    if cls is None and type_name in REDUN_EXECUTOR_TYPES:
+        raise ConfigError(f"config {name}.type = {type_name!r} is a redun executor that slothflow does not have "
+                          f"(types: {', '.join(sorted(executor_types))})")
     if cls is None:
         known = sorted(executor_types)
         raise ConfigError(f"config {name}.type = {type_name!r} is not an executor type"
@@ -276,16 +465,28 @@ def executor_schema(type_name: str, cls: type) -> dict[str, ConfigKey] | None:
 
 
 def find_project_dir(start: str | os.PathLike[str] | None = None) -> Path | None:
-    """The nearest ``.slothflow`` folder at or above ``start`` (the working directory by default)."""
-    env = os.environ.get("SLOTHFLOW_PROJECT_DIR")
-    if env:
-        return Path(env)
+    """The project folder: the one ``SLOTHFLOW_CONFIG``, ``SLOTHFLOW_PROJECT_DIR`` or ``REDUN_CONFIG`` names (in
+    that order), else the nearest ``.slothflow`` or ``.redun`` folder at or above ``start`` (the working
+    directory by default); in one folder ``.slothflow`` wins, so a project may move over from redun."""
+    for var in CONFIG_ENV_VARS:
+        env = os.environ.get(var)
+        if env:
+            return Path(env).absolute()
     here = Path(start or os.getcwd()).resolve()
     for folder in (here, *here.parents):
-        candidate = folder / PROJECT_DIRNAME
-        if candidate.is_dir():
-            return candidate
+        for dirname in PROJECT_DIRNAMES:
+            candidate = folder / dirname
+            if candidate.is_dir():
+                return candidate
     return None
+
+
+def project_config_file(folder: Path) -> Path | None:
+    """The configuration file in a project folder (``slothflow.toml``, ``slothflow.ini`` or ``redun.ini``)."""
+    found = [folder / name for name in CONFIG_FILENAMES if (folder / name).is_file()]
+    if len(found) > 1:
+        raise ConfigError(f"{folder} holds both {found[0].name} and {found[1].name}: keep one of them")
+    return found[0] if found else None
 
 
 def load_project_config(project_dir: Path | None = None, create: bool = True) -> Config:
@@ -293,16 +494,14 @@ def load_project_config(project_dir: Path | None = None, create: bool = True) ->
     folder = project_dir or find_project_dir()
     if folder is None:
         if not create:
-            raise ConfigError("no .slothflow project folder here or above: run `slothflow init`")
+            raise ConfigError("no .slothflow (or .redun) project folder here or above: run `slothflow init`")
         folder = Path.cwd() / PROJECT_DIRNAME
         folder.mkdir(parents=True, exist_ok=True)
     config = Config(config_dir=folder)
-    path = folder / CONFIG_FILENAME
-    if path.exists():
-        try:
-            config.read_dict(tomllib.loads(path.read_text()))
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{path}: invalid TOML: {exc}") from exc
+    path = project_config_file(folder) if folder.is_dir() else None
+    if path is not None:
+        config.read_path(path)
+        config.config_dir = folder
     return config
 
 

@@ -38,6 +38,7 @@ from slothflow.cli._console import make_console
 from slothflow.cli._display import Progress
 from slothflow.cli._errors import user_traceback
 from slothflow.cli._params import parse_task_args
+from slothflow.model._context import merge_contexts
 from slothflow.model._task import Task, get_task_registry
 from slothflow.scheduler import Plan, Scheduler
 
@@ -230,6 +231,21 @@ def _pairs(values: tuple[str, ...], what: str) -> dict[str, Any]:
     return out
 
 
+def _context_file(path: str | None) -> dict[str, Any]:
+    """The JSON object in ``--context-file``, or nothing."""
+    if path is None:
+        return {}
+    try:
+        data = json.loads(Path(path).read_text())
+    except OSError as exc:
+        raise CLIError(f"--context-file {path}: {exc.strerror or exc}") from exc
+    except ValueError as exc:
+        raise CLIError(f"--context-file {path} is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise CLIError(f"--context-file {path} must hold a JSON object, not {type(data).__name__}")
+    return data
+
+
 def _nested(flat: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in flat.items():
@@ -252,6 +268,8 @@ def _nested(flat: dict[str, Any]) -> dict[str, Any]:
               help="Override an option of the task (e.g. -o executor=processes).")
 @click.option("--context", "contexts", multiple=True, metavar="KEY.PATH=VALUE",
               help="Set a value in the execution context (read with get_context).")
+@click.option("--context-file", "context_file", type=click.Path(dir_okay=False), default=None,
+              help="A JSON file of execution context, merged over the config's (--context wins over it).")
 @click.option("--pdb", is_flag=True, help="Open the debugger where a task failed.")
 @click.option("--plain", is_flag=True, help="Plain log lines even on a terminal.")
 @click.option("--explain", "explain_run", is_flag=True,
@@ -259,8 +277,8 @@ def _nested(flat: dict[str, Any]) -> dict[str, Any]:
 @click.option("-h", "--help", "show_help", is_flag=True, help="Show this message (after TASK: its parameters).")
 @click.pass_context
 def run(ctx: click.Context, workflow: str, task_name: str, no_cache: bool, dryrun: bool, tags: tuple[str, ...],
-        options: tuple[str, ...], contexts: tuple[str, ...], pdb: bool, plain: bool, explain_run: bool,
-        show_help: bool) -> None:
+        options: tuple[str, ...], contexts: tuple[str, ...], context_file: str | None, pdb: bool, plain: bool,
+        explain_run: bool, show_help: bool) -> None:
     """Run TASK of WORKFLOW (a .py file or a module); task parameters follow as --name value.
 
     `slothflow run WORKFLOW help` lists the tasks; `slothflow run WORKFLOW TASK --help` their parameters.
@@ -281,7 +299,7 @@ def run(ctx: click.Context, workflow: str, task_name: str, no_cache: bool, dryru
         raise CLIError(f"{exc.format_message()}\n(see `slothflow run {workflow} {task_name} --help`)") from exc
     overrides = _pairs(options, "-o/--option")
     tag_pairs = _pairs(tags, "-t/--tag")
-    context = _nested(_pairs(contexts, "--context"))
+    context = merge_contexts(_context_file(context_file), _nested(_pairs(contexts, "--context")))
     scheduler = Scheduler(config=_config(ctx))
     out = make_console()
     progress = Progress(err_console, live=False if plain else None)

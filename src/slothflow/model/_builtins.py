@@ -13,11 +13,11 @@ from slothflow.model._expression import SchedulerExpression
 
 
 def cond(cond_expr: Any, then_expr: Any, *rest: Any) -> Any:
-    """Lazy ``if/elif/else``: ``cond(p1, a, p2, b, else_)``; only the chosen branch is evaluated."""
-    if not rest:
-        raise TypeError("cond() needs an else branch: cond(pred, then_expr, else_expr)")
-    if len(rest) % 2 != 1:
-        raise TypeError("cond() takes pred, then pairs and one final else: cond(p1, a, p2, b, else_)")
+    """Lazy ``if/elif/else``: ``cond(p1, a, p2, b, ..., [else_])``; only the chosen branch is evaluated.
+
+    Any number of (predicate, value) pairs; without a final else, no true predicate gives ``None``."""
+    if len(rest) % 2 == 0:
+        rest = (*rest, None)
     return SchedulerExpression("cond", (cond_expr, then_expr, *rest))
 
 

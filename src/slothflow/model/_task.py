@@ -11,6 +11,7 @@ source, the code object is hashed instead. A task's default namespace is its mod
 
 from __future__ import annotations
 
+import enum
 import functools
 import importlib
 import inspect
@@ -18,7 +19,7 @@ import json
 import re
 import sys
 import typing
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from slothflow._errors import TaskDefinitionError, TaskLookupError
@@ -26,13 +27,39 @@ from slothflow.hashing._code import CodeInfo, current_code_hasher
 from slothflow.hashing._encode import hash_struct, hash_value
 from slothflow.hashing._environment import ENV_POLICIES
 from slothflow.hashing._source import get_source
-from slothflow.model._expression import TaskExpression
+from slothflow.model._context import apply_context, merge_contexts
+from slothflow.model._expression import TaskExpression, contains_expression
 
 _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z_0-9]*$")
 _NAMESPACE_RE = re.compile(r"^([A-Za-z_][A-Za-z_0-9]*(\.[A-Za-z_][A-Za-z_0-9]*)*)?$")
 
 CACHE_SCOPES = ("NONE", "CSE", "BACKEND")
 CHECK_VALID = ("full", "shallow")
+
+
+class CacheScope(enum.StrEnum):
+    """redun's names for ``cache_scope``: how far a call's cached result may be looked for."""
+
+    NONE = "NONE"  # nowhere: the body always runs
+    CSE = "CSE"  # within the same execution only
+    BACKEND = "BACKEND"  # in every earlier execution too (the default)
+
+
+class CacheCheckValid(enum.StrEnum):
+    """redun's names for ``check_valid``: how a cached result is checked before reuse."""
+
+    FULL = "full"
+    SHALLOW = "shallow"
+
+
+# Task-definition errors that are also the built-in type redun raises for them (redun users catch those).
+# They belong with the others in slothflow._errors; they live here until that module takes them.
+class InvalidTaskNameError(TaskDefinitionError, ValueError):
+    """A task name or namespace that is not a (dotted) Python identifier."""
+
+
+class InvalidNoutError(TaskDefinitionError, TypeError):
+    """``nout`` that is not a whole number >= 0."""
 
 # Options the scheduler understands; any other keyword is passed through to executors.
 _SCHEDULER_OPTIONS = {
@@ -62,7 +89,7 @@ def namespace(_namespace: str | None = None) -> None:
     """Set the default namespace for tasks defined after this call (``None`` resets it)."""
     global _current_namespace
     if _namespace is not None and not _NAMESPACE_RE.match(_namespace):
-        raise TaskDefinitionError(f"invalid namespace {_namespace!r}: use dotted Python identifiers")
+        raise InvalidTaskNameError(f"invalid namespace {_namespace!r}: use dotted Python identifiers")
     _current_namespace = _namespace
 
 
@@ -94,6 +121,16 @@ class TaskRegistry:
 
     def __contains__(self, name: object) -> bool:
         return name in self._tasks
+
+    def rename(self, old_fullname: str, new_namespace: str, new_name: str | None = None) -> Task:
+        """Move a registered task to another name (``wraps_task`` hides the task it wraps this way)."""
+        task = self._tasks.pop(old_fullname)
+        task.namespace = new_namespace
+        task.name = new_name or task.name
+        task.fullname = f"{new_namespace}.{task.name}" if new_namespace else task.name
+        task._hash = None  # the full name is part of the hash
+        self.add(task)
+        return task
 
 
 _registry = TaskRegistry()
@@ -155,14 +192,17 @@ class Task:
         source: str | None = None,
         options: dict[str, Any] | None = None,
         options_override: dict[str, Any] | None = None,
+        context: dict[str, Any] | None = None,
+        export: dict[str, Any] | None = None,
+        signature: inspect.Signature | None = None,
     ) -> None:
         self.func = func
         self.name = name or func.__name__
         if not _NAME_RE.match(self.name):
-            raise TaskDefinitionError(f"invalid task name {self.name!r}: use a Python identifier", self.name)
+            raise InvalidTaskNameError(f"invalid task name {self.name!r}: use a Python identifier", self.name)
         self.namespace = _module_namespace(func) if namespace is None else namespace
         if not _NAMESPACE_RE.match(self.namespace):
-            raise TaskDefinitionError(
+            raise InvalidTaskNameError(
                 f"invalid namespace {self.namespace!r} for task {self.name!r}: use dotted identifiers",
                 self.name,
             )
@@ -172,9 +212,18 @@ class Task:
         self._source = source
         self._options = dict(options or {})
         self._options_override = dict(options_override or {})
+        # Options exported to this call and every call below it (``export_options``).
+        self._export: dict[str, Any] = dict(export or {})
         self._hash: str | None = None
         self._hash_generation: object = None  # the generation of the code hasher the hash was computed by
-        self.signature = inspect.signature(func)
+        self.wrapped_task: Task | None = None  # the task this one wraps (``wraps_task``)
+        # The parameters calls are bound to: the function's, or the wrapped task's (``wraps_task``).
+        self._base_signature = signature if signature is not None else inspect.signature(func)
+        self.signature = self._base_signature
+        # A context override (``update_context``): merged over the context the call runs in.
+        self._context: dict[str, Any] = dict(context or {})
+        if self._context:
+            self.signature = _signature_in_context(self.signature, self._context)
         self.nout: int | None = self.get_task_option("nout")
         if self.nout is None:
             self.nout = _infer_nout(func)
@@ -211,8 +260,9 @@ class Task:
                 f"task {self.fullname}: env_policy must be one of {ENV_POLICIES}, not {policy!r}", self.fullname
             )
         nout = opts.get("nout")
-        if nout is not None and (not isinstance(nout, int) or nout < 0):
-            raise TaskDefinitionError(f"task {self.fullname}: nout must be a non-negative int", self.fullname)
+        if nout is not None and (isinstance(nout, bool) or not isinstance(nout, int) or nout < 0):
+            raise InvalidNoutError(f"task {self.fullname}: nout must be a whole number >= 0, not {nout!r}",
+                                   self.fullname)
 
     # ---------------------------------------------------------------------------------- identity
     @property
@@ -260,7 +310,11 @@ class Task:
         overrides = hash_value(relevant) if relevant else None
         # A script task runs what its function returns: that is a different computation.
         kind = "script" if self.get_task_option("script") else None
-        return hash_struct("Task", self.fullname, *code, *includes, overrides, kind)
+        # A context override changes the defaults and the calls the body returns: a different computation.
+        context = [hash_value(self._context)] if self._context else []
+        # Exported options travel with the calls the body returns, inside its recorded reduction: whole.
+        export = ["export", hash_value(self._export)] if self._export else []
+        return hash_struct("Task", self.fullname, *code, *includes, overrides, kind, *context, *export)
 
     def get_hash(self) -> str:
         return self.hash
@@ -275,23 +329,32 @@ class Task:
             return False
         if self._options_override:
             current = current.options(**self._options_override)
+        if self._context or self._export:
+            current = current._copy(context=self._context, export=self._export)
         return current.hash == self.hash
 
     # ----------------------------------------------------------------------------------- options
     def get_task_option(self, name: str, default: Any = None) -> Any:
-        if name in self._options_override:
-            return self._options_override[name]
+        for source in (self._options_override, self._export):
+            if name in source:
+                return source[name]
         return self._options.get(name, default)
 
     def get_task_options(self) -> dict[str, Any]:
-        return {**self._options, **self._options_override}
+        """The options in effect: ``@task(...)``, under exported ones, under ``.options(...)`` overrides."""
+        return {**self._options, **self._export, **self._options_override}
 
     def has_task_option(self, name: str) -> bool:
-        return name in self._options_override or name in self._options
+        return name in self._options_override or name in self._export or name in self._options
 
     def options(self, **overrides: Any) -> Task:
         """A copy of this task with option overrides; the overrides are part of its hash."""
-        return Task(
+        return self._derive({**self._options_override, **overrides}, self._context, self._export)
+
+    def _derive(self, overrides: dict[str, Any], context: dict[str, Any], export: dict[str, Any]) -> Task:
+        """A copy with other overrides, context or exported options; a wrapper's signature, module and
+        wrapped task stay (``wraps_task``)."""
+        copy = Task(
             self.func,
             name=self.name,
             namespace=self.namespace,
@@ -299,8 +362,51 @@ class Task:
             hash_includes=self.hash_includes,
             source=self._source,
             options=self._options,
-            options_override={**self._options_override, **overrides},
+            options_override=overrides,
+            context=context,
+            export=export,
+            signature=self._base_signature,
         )
+        if copy.get_task_option("nout") is None:
+            copy.nout = self.nout
+        copy.__module__ = self.__module__
+        copy.wrapped_task = self.wrapped_task
+        return copy
+
+    def export_options(self, **options: Any) -> Task:
+        """A copy of this task whose options include ``options``, and so do the options of every call its
+        body returns, down the whole sub-workflow (a call's own ``.options(...)`` still win, its ``@task``
+        options do not)."""
+        return self._copy(export={**self._export, **options})
+
+    def get_export_options(self) -> dict[str, Any]:
+        return dict(self._export)
+
+    # ----------------------------------------------------------------------------------- context
+    @property
+    def context(self) -> dict[str, Any]:
+        """This task's context override (empty unless made by :meth:`update_context`)."""
+        return dict(self._context)
+
+    def update_context(self, context: dict[str, Any] | None = None, **kwargs: Any) -> Task:
+        """A copy of this task whose calls run with ``context`` (and ``kwargs``) merged over the context
+        they run in, nested dicts key by key: ``get_context`` in its defaults, and in every call its body
+        returns, reads the merged values. ``update_context`` again merges over this override."""
+        return self._with_context(merge_contexts(self._context, {**(context or {}), **kwargs}))
+
+    def inherit(self, context: Mapping[str, Any], export: Mapping[str, Any]) -> Task:
+        """This task called under a parent's context and exported options: its own win over inherited ones."""
+        return self._copy(context=merge_contexts(context, self._context), export={**export, **self._export})
+
+    def _with_context(self, context: dict[str, Any]) -> Task:
+        return self._copy(context=context)
+
+    def _copy(self, context: dict[str, Any] | None = None, export: dict[str, Any] | None = None) -> Task:
+        context = self._context if context is None else context
+        export = self._export if export is None else export
+        if context == self._context and export == self._export:
+            return self
+        return self._derive(self._options_override, context, export)
 
     def partial(self, *args: Any, **kwargs: Any) -> PartialTask:
         return PartialTask(self, args, kwargs)
@@ -309,9 +415,13 @@ class Task:
     def run_func(self) -> Callable[..., Any]:
         """What an executor calls: the function itself, or for ``script=True`` a runner of the command the
         function returns (stdout is the result)."""
+        func = self.func
         if self.get_task_option("script"):
-            return functools.partial(_run_script_body, self.func)
-        return self.func
+            func = functools.partial(_run_script_body, self.func)
+        if self._context or self._export:
+            runner = _run_in_context_async if inspect.iscoroutinefunction(self.func) else _run_in_context
+            func = functools.partial(runner, func, self._context, self._export)
+        return func
 
     # ------------------------------------------------------------------------------------ calling
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
@@ -321,7 +431,31 @@ class Task:
         return f"Task(fullname={self.fullname!r}, hash={self.hash[:8]})"
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (_load_task, (self.fullname, self.hash, self._options_override, self.__module__))
+        args: tuple[Any, ...] = (self.fullname, self.hash, self._options_override, self.__module__)
+        if self._context or self._export:
+            args = (*args, self._context, self._export)
+        return (_load_task, args)
+
+
+def _signature_in_context(signature: inspect.Signature, context: dict[str, Any]) -> inspect.Signature:
+    """``signature`` with the ``get_context`` expressions of its defaults read under ``context``."""
+    params = [
+        p.replace(default=apply_context(p.default, context))
+        if p.default is not p.empty and contains_expression(p.default) else p
+        for p in signature.parameters.values()
+    ]
+    return signature.replace(parameters=params)
+
+
+def _run_in_context(func: Callable[..., Any], context: dict[str, Any], export: dict[str, Any], *args: Any,
+                    **kwargs: Any) -> Any:
+    """Run a body whose task has a context override or exported options: the calls it returns inherit them."""
+    return apply_context(func(*args, **kwargs), context, export)
+
+
+async def _run_in_context_async(func: Callable[..., Any], context: dict[str, Any], export: dict[str, Any],
+                                *args: Any, **kwargs: Any) -> Any:
+    return apply_context(await func(*args, **kwargs), context, export)
 
 
 def _run_script_body(func: Callable[..., Any], *args: Any, **kwargs: Any) -> str:
@@ -336,7 +470,9 @@ def _run_script_body(func: Callable[..., Any], *args: Any, **kwargs: Any) -> str
 
 
 def _load_task(
-    fullname: str, recorded_hash: str, options_override: dict[str, Any], module: str | None = None
+    fullname: str, recorded_hash: str, options_override: dict[str, Any], module: str | None = None,
+    context: dict[str, Any] | None = None,
+    export: dict[str, Any] | None = None,
 ) -> Task:
     """Resolve a pickled task reference to the task *currently* defined under that name.
 
@@ -353,7 +489,9 @@ def _load_task(
         task = _registry.get(fullname)
     if task is None:
         return _UndefinedTask(fullname, recorded_hash)
-    return task.options(**options_override) if options_override else task
+    if options_override:
+        task = task.options(**options_override)
+    return task._copy(context=context or {}, export=export or {}) if context or export else task
 
 
 class _UndefinedTask(Task):
@@ -401,6 +539,23 @@ class PartialTask:
 
     def options(self, **overrides: Any) -> PartialTask:
         return PartialTask(self.task.options(**overrides), self.args, self.kwargs)
+
+    def get_task_option(self, name: str, default: Any = None) -> Any:
+        return self.task.get_task_option(name, default)
+
+    def get_task_options(self) -> dict[str, Any]:
+        """The options of the task this partial call applies (redun's ``PartialTask.get_task_options``)."""
+        return self.task.get_task_options()
+
+    def update_context(self, context: dict[str, Any] | None = None, **kwargs: Any) -> PartialTask:
+        """As :meth:`Task.update_context`, keeping the bound arguments."""
+        return PartialTask(self.task.update_context(context, **kwargs), self.args, self.kwargs)
+
+    def export_options(self, **options: Any) -> PartialTask:
+        return PartialTask(self.task.export_options(**options), self.args, self.kwargs)
+
+    def inherit(self, context: Mapping[str, Any], export: Mapping[str, Any]) -> PartialTask:
+        return PartialTask(self.task.inherit(context, export), self.args, self.kwargs)
 
     def __slothflow_hash__(self) -> str:
         return hash_struct("PartialTask", self.task.hash, hash_value(self.args), hash_value(self.kwargs))

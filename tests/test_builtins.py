@@ -87,10 +87,10 @@ def test_cond_with_plain_values_and_errors(scheduler: Scheduler) -> None:
     assert scheduler.run(cond([], 1, [value(3)])) == [3]
     with pytest.raises(ValueError, match="pred"):
         scheduler.run(cond(fail("pred"), 1, 2))
-    with pytest.raises(TypeError, match="else"):
-        cond(True, 1)
-    with pytest.raises(TypeError):
-        cond(True, 1, False, 2)
+    # Any number of pairs; without a final else, no true predicate gives None (as in redun).
+    assert scheduler.run(cond(True, 1)) == 1
+    assert scheduler.run(cond(False, 1, False, 2)) is None
+    assert scheduler.run(cond(False, 1, True, 2)) == 2
 
 
 def test_cond_inside_a_task_drives_recursion(scheduler: Scheduler) -> None:

@@ -158,7 +158,10 @@ SECTIONS: dict[str, dict[str, ConfigKey]] = {
     "backend": {
         "db_uri": ConfigKey(str, "the cache and provenance database (SQLite file or PostgreSQL URL)",
                             "sqlite:///slothflow.db"),
-        "blob_dir": ConfigKey(str, "where large values are stored (a folder or an fsspec URL)", "next to the database"),
+        "blob_uri": ConfigKey(str, "where large values are stored: an fsspec URL (s3://bucket/prefix) or a folder",
+                              "next to a SQLite database; inside a PostgreSQL one"),
+        "blob_dir": ConfigKey(str, "the older name of blob_uri", "next to a SQLite database; inside a PostgreSQL one"),
+        "signing_key_env": ConfigKey(str, "the environment variable holding the key that signs stored values"),
         "busy_timeout": ConfigKey(float, "seconds a SQLite write waits for another process's lock", 30.0, 0),
     },
     "scheduler": {

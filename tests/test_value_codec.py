@@ -103,7 +103,8 @@ def test_old_pickled_rows_still_load() -> None:
     assert loads(b"P" + pickle.dumps({"a": (1, 2)}, protocol=5)) == {"a": (1, 2)}
 
 
-@pytest.mark.parametrize("damaged", [b"D", b"Dl\x05N", b"Ds\x09abc", b"Dr\x00", b"DNN", b"D\x00", b"Dl\xff\xff\xff\xff\x7f"])
+@pytest.mark.parametrize("damaged", [b"D", b"Dl\x05N", b"Ds\x09abc", b"Dr\x00", b"DNN", b"D\x00",
+                                     b"Dl\xff\xff\xff\xff\x7f"])
 def test_damaged_plain_bytes_raise_and_never_build_anything_else(damaged: bytes) -> None:
     from slothflow._errors import SerializationError
 

@@ -30,7 +30,7 @@ _INT, _FLOAT, _COMPLEX, _STR, _BYTES = 0x69, 0x66, 0x63, 0x73, 0x62  # i f c s b
 _LIST, _TUPLE, _DICT, _SET, _FROZENSET = 0x6C, 0x74, 0x64, 0x53, 0x7A  # l t d S z
 _REF = 0x72  # r: a container written earlier, by its index in completion order
 _INTS, _FLOATS = 0x49, 0x41  # I A: a list or tuple of int64s / floats, as one array (the next byte: l or t)
-_CONTAINERS = {list: _LIST, tuple: _TUPLE, dict: _DICT, set: _SET, frozenset: _FROZENSET}
+_CONTAINERS: dict[type, int] = {list: _LIST, tuple: _TUPLE, dict: _DICT, set: _SET, frozenset: _FROZENSET}
 _MIN_ARRAY = 8  # shorter lists are written item by item
 _I64 = (-(1 << 63), (1 << 63) - 1)
 
@@ -195,7 +195,8 @@ def decode_plain(data: bytes) -> Any:
     # The innermost open container is kept in locals (tag, items still to read, items read); the ones
     # around it wait on ``outer``.
     outer: list[tuple[int, int, list[Any]]] = []
-    ctag, left, items = -1, 0, []
+    ctag, left = -1, 0
+    items: list[Any] = []
     unpack_d = _D.unpack_from
     while True:
         if pos >= end:

@@ -29,6 +29,7 @@ from slothflow._errors import StoreError, StoreLockedError, StoreVersionError
 from slothflow.files._file import iter_files, normalize_path
 from slothflow.model._value import preview
 from slothflow.store import schema as s
+from slothflow.store._codec import dumps, loads
 from slothflow.store._dialect import (
     check_sqlite_file,
     classify,
@@ -40,7 +41,6 @@ from slothflow.store._dialect import (
     sqlite_path,
     uri_timeout,
 )
-from slothflow.store._codec import dumps, loads
 from slothflow.store._signing import sign, unwrap
 from slothflow.store.blobs import BlobStore, blob_key, open_blob_store
 from slothflow.store.records import (

@@ -169,6 +169,7 @@ class FsspecBlobStore:
             self._io("write", key, "pipe_file", path, data)
             return
         tmp = f"{self.root}/{key[:2]}/.tmp-{uuid.uuid4().hex}"
+        self._io("write", key, "makedirs", f"{self.root}/{key[:2]}", True)  # file systems with real folders
         try:
             self._io("write", key, "pipe_file", tmp, data)
             self._io("write", key, "mv", tmp, path)

@@ -315,6 +315,8 @@ DEFAULT_CONFIG_TOML = """\
 # The cache and provenance database. The default is SQLite in this folder.
 # For a team cache on PostgreSQL: db_uri = "postgresql+psycopg://user@host/dbname"
 db_uri = "sqlite:///slothflow.db"
+# Large values on an object store (any fsspec URL): blob_uri = "s3://bucket/prefix"
+# Sign stored values with the key held by an environment variable: signing_key_env = "SLOTHFLOW_SIGNING_KEY"
 
 [executors.default]
 type = "threads"

@@ -177,3 +177,30 @@ def test_a_missing_or_short_key_variable_is_a_config_error(sqlite_uri: str, monk
     monkeypatch.setenv("SF_NO_SUCH_KEY", "short")
     with pytest.raises(ConfigError, match="SF_NO_SUCH_KEY"):
         s.run(one())
+
+
+def test_store_level_signing_on_sqlite_and_postgresql(db_uri: str, tmp_path: Path) -> None:
+    from slothflow import hash_value
+    from slothflow.store import Store
+
+    plain = {"a": (1, 2.5)}
+    values = {hash_value(plain): plain, "v-pickled": Payload(tmp_path / "never")}  # the second would make a file
+    key, wrong = KEY.encode(), b"another-key-0123456789"
+
+    def load(signing_key: bytes | None, value_hash: str) -> tuple[bool, str | None]:
+        store = Store(db_uri, blob_dir=tmp_path / "b", signing_key=signing_key)
+        try:
+            return store.load_value(value_hash)[0], store.corruption(value_hash)
+        finally:
+            store.close()
+
+    writer = Store(db_uri, blob_dir=tmp_path / "b", signing_key=key)
+    for value_hash, value in values.items():
+        writer.add_value(value_hash, value)
+    writer.flush()
+    writer.close()
+    for value_hash in values:
+        assert load(wrong, value_hash) == (False, f"stored value {value_hash[:12]} signature mismatch")
+    assert load(key, hash_value(plain)) == (True, None)
+    assert load(None, hash_value(plain)) == (True, None)  # signed values read without a key too
+    assert not (tmp_path / "never").exists()  # the pickled one was only ever checked, never loaded

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from slothflow.model._serialize import dumps
+from slothflow.store._codec import dumps  # the stored value format
 
 SCRIPT = """
 import os, sys

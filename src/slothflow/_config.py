@@ -236,7 +236,10 @@ SECTIONS: dict[str, dict[str, ConfigKey]] = {
     "backend": {
         "db_uri": ConfigKey(str, "the cache and provenance database (SQLite file or PostgreSQL URL)",
                             "sqlite:///slothflow.db"),
-        "blob_dir": ConfigKey(str, "where large values are stored (a folder or an fsspec URL)", "next to the database"),
+        "blob_uri": ConfigKey(str, "where large values are stored: an fsspec URL (s3://bucket/prefix) or a folder",
+                              "next to a SQLite database; inside a PostgreSQL one"),
+        "blob_dir": ConfigKey(str, "the older name of blob_uri", "next to a SQLite database; inside a PostgreSQL one"),
+        "signing_key_env": ConfigKey(str, "the environment variable holding the key that signs stored values"),
         "busy_timeout": ConfigKey(float, "seconds a SQLite write waits for another process's lock", 30.0, 0),
         "automigrate": ConfigKey(bool, "redun's switch for migrating the schema on open; slothflow creates a new "
                                  "database and migrates an older SQLite one itself, PostgreSQL with `slothflow db "
@@ -511,6 +514,8 @@ DEFAULT_CONFIG_TOML = """\
 # The cache and provenance database. The default is SQLite in this folder.
 # For a team cache on PostgreSQL: db_uri = "postgresql+psycopg://user@host/dbname"
 db_uri = "sqlite:///slothflow.db"
+# Large values on an object store (any fsspec URL): blob_uri = "s3://bucket/prefix"
+# Sign stored values with the key held by an environment variable: signing_key_env = "SLOTHFLOW_SIGNING_KEY"
 
 [executors.default]
 type = "threads"

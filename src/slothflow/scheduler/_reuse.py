@@ -197,9 +197,8 @@ class Reuse:
         if value_hash in self._reported:  # the shallow and the full lookup may both meet it
             return
         self._reported.add(value_hash)
-        log.warning("slothflow: the cached result of %s (value %s) is corrupt: its stored bytes changed after "
-                    "they were written; rerunning the call (its new result repairs the store)",
-                    job.describe(), value_hash)
+        log.warning("slothflow: the cached result of %s (value %s) is not used: %s; rerunning the call (its new "
+                    "result repairs the store)", job.describe(), value_hash, what)
 
     def _mark_reused(self, job: Job) -> None:
         job.status = Status.CACHED

@@ -95,12 +95,12 @@ class Scheduler:
         """Open (and, for a new database, create) the store."""
         if self._store is None:
             backend = self.config.section("backend")
-            blob_dir = backend.get("blob_dir")
             timeout = backend.get("busy_timeout")
             from slothflow.store import Store
+            from slothflow.store._options import store_options
 
-            self._store = Store(self.db_uri, blob_dir=blob_dir, automigrate=migrate is not False,
-                                busy_timeout=None if timeout is None else float(timeout))
+            self._store = Store(self.db_uri, automigrate=migrate is not False,
+                                busy_timeout=None if timeout is None else float(timeout), **store_options(backend))
             log.info("slothflow database: %s", self.db_uri)
         return self._store
 

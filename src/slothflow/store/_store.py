@@ -4,8 +4,9 @@ Only the scheduler process writes. Writes are buffered and committed in one tran
 :meth:`Store.flush`, which the scheduler calls once per round and before it starts any job whose inputs
 are still in the buffer; reads are single indexed queries. Values are content-addressed: small ones live
 inline in the ``value`` table, large ones in a :class:`~slothflow.store.blobs.BlobStore` (written before the
-row that names them is committed). Every value row records the digest of its bytes, and a value whose bytes
-no longer match it is never used (a cache miss, reported, and repaired by the rerun's write).
+row that names them is committed; on PostgreSQL without a blob location, in the table too). Every value row
+records the digest of its bytes, and a value whose bytes no longer match it, or (with a signing key) whose
+signature is missing or wrong, is never used (a cache miss, reported, and repaired by the rerun's write).
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ import json
 import logging
 import os
 import socket
-import tempfile
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -27,9 +27,9 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from slothflow._errors import StoreError, StoreLockedError, StoreVersionError
 from slothflow.files._file import iter_files, normalize_path
-from slothflow.model._serialize import dumps, loads
 from slothflow.model._value import preview
 from slothflow.store import schema as s
+from slothflow.store._codec import dumps, loads
 from slothflow.store._dialect import (
     check_sqlite_file,
     classify,
@@ -41,7 +41,8 @@ from slothflow.store._dialect import (
     sqlite_path,
     uri_timeout,
 )
-from slothflow.store.blobs import BlobStore, LocalBlobStore, blob_key
+from slothflow.store._signing import sign, unwrap
+from slothflow.store.blobs import BlobStore, blob_key, open_blob_store
 from slothflow.store.records import (
     HEARTBEAT_INTERVAL,
     ArgumentRecord,
@@ -79,12 +80,16 @@ class Store:
         readonly: bool = False,
         blobs: BlobStore | None = None,
         require_current: bool = True,
+        signing_key: bytes | None = None,
     ):
         """Open (and, unless ``readonly``, create or migrate) a store.
 
         ``busy_timeout`` is how long, in seconds, a SQLite write waits for another process's write lock
         before :class:`StoreLockedError`; it may also be given as ``?timeout=`` in the URI. A file that is not a
         SQLite database, or a truncated one, raises :class:`StoreCorruptError` here, before any task runs.
+        ``blob_dir`` is a folder or an fsspec URL for large values (default: next to a SQLite database; in
+        the database itself on PostgreSQL). With ``signing_key``, values are signed when written and only
+        values with a good signature are used.
         """
         self.db_uri = db_uri
         self.is_sqlite = db_uri.startswith("sqlite")
@@ -96,10 +101,11 @@ class Store:
         path = sqlite_path(db_uri)
         if path is not None:
             self._check_file(Path(path))
-        if blob_dir is None:
-            blob_dir = Path(path).parent / "blobs" if path else Path(tempfile.gettempdir()) / "slothflow-blobs"
-        self.blob_dir = Path(blob_dir)
-        self.blobs: BlobStore = blobs if blobs is not None else LocalBlobStore(self.blob_dir)
+        try:
+            self.blobs: BlobStore | None = blobs if blobs is not None else open_blob_store(blob_dir, path)
+        except OSError as exc:
+            raise StoreError(str(exc), db_uri) from exc
+        self.signing_key = signing_key
         try:
             self.engine = self._readonly_engine() if readonly else make_engine(db_uri, self.busy_timeout)
         except (SQLAlchemyError, ImportError, ValueError) as exc:  # a malformed URI, a driver not installed
@@ -283,6 +289,8 @@ class Store:
         if value_hash in self._known_values:
             return
         data = dumps(value)
+        if self.signing_key is not None:
+            data = sign(self.signing_key, value_hash, data)
         digest = blob_key(data)
         row: dict[str, Any] = {
             "value_hash": value_hash,
@@ -291,8 +299,8 @@ class Store:
             "preview": preview(value),
             "digest": digest,
         }
-        if len(data) > INLINE_LIMIT:
-            self._put_blob(digest, data)
+        if len(data) > INLINE_LIMIT and self.blobs is not None:
+            self._put_blob(self.blobs, digest, data)
             row.update(storage="blob", data=None)
         else:
             row.update(storage="inline", data=data)
@@ -313,36 +321,47 @@ class Store:
                     {"value_hash": value_hash, "path": p, "file_hash": h} for p, h in files.items()
                 )
 
-    def _put_blob(self, key: str, data: bytes) -> None:
+    def _put_blob(self, blobs: BlobStore, key: str, data: bytes) -> None:
         self._writable()
         try:
-            self.blobs.put(key, data)
+            blobs.put(key, data)
         except OSError as exc:
             if is_read_only_os_error(exc):
-                raise read_only_error(self.db_uri, f"the blob folder {self.blob_dir} is read-only: {exc}") from exc
-            raise StoreError(f"cannot write a blob to {self.blob_dir}: {exc}", self.db_uri) from exc
+                raise read_only_error(self.db_uri, f"the blob store {blobs!r} is read-only: {exc}") from exc
+            raise StoreError(f"cannot write a blob to {blobs!r}: {exc}", self.db_uri) from exc
 
     def _decode(self, value_hash: str, storage: str, data: bytes | None, digest: str | None) -> tuple[bool, Any]:
         """(found, value). Bytes that do not match the recorded digest are never used: the value is reported
-        (:meth:`corruption`) and counts as not found."""
+        (:meth:`corruption`) and counts as not found. With a signing key, so are values whose signature is
+        missing or wrong: their bytes are never unpickled."""
         if storage == "blob":
             try:
+                if self.blobs is None:
+                    raise KeyError(value_hash)
                 data = self.blobs.get(digest or value_hash)  # values from schema 0001: keyed by value hash
-            except (KeyError, OSError):
+            except KeyError:  # lost: the rerun's write puts it back
+                return self._reject(value_hash, f"stored blob {value_hash[:12]} is missing")
+            except OSError:
                 return False, None
         data = data or b""
         if digest is not None and blob_key(data) != digest:
             what = "blob" if storage == "blob" else "inline value"
-            self._corrupt[value_hash] = f"stored {what} {value_hash[:12]} is corrupt (its bytes changed after " \
-                                        "it was written)"
-            self._known_values.discard(value_hash)
-            return False, None
+            return self._reject(value_hash, f"stored {what} {value_hash[:12]} is corrupt (its bytes changed "
+                                            "after it was written)")
+        payload, wrong = unwrap(self.signing_key, value_hash, data)
+        if payload is None:
+            return self._reject(value_hash, f"stored value {value_hash[:12]} {wrong}")
         try:
-            value = loads(data)
+            value = loads(payload)
         except Exception:  # a class that no longer exists, a corrupt row from before digests: a cache miss
             return False, None
         self._known_values.add(value_hash)
         return True, value
+
+    def _reject(self, value_hash: str, what: str) -> tuple[bool, Any]:
+        self._corrupt[value_hash] = what
+        self._known_values.discard(value_hash)
+        return False, None
 
     def corruption(self, value_hash: str) -> str | None:
         """What was wrong with a stored value this store found damaged (None: not found damaged)."""

@@ -1,9 +1,13 @@
-"""Blob storage for large values: a small interface and a local, content-addressed folder.
+"""Blob storage for large values: a small interface, a local folder and any fsspec URL.
 
 A blob's key is the SHA-256 hex digest of its bytes (:func:`blob_key`), so a blob can always be checked
 against its key: a good blob is never rewritten, and a damaged one (edited, truncated) is replaced by the
-next ``put`` of the same bytes. Writes are atomic (a temp file in the target folder, then a rename): a
-reader sees the whole blob or none.
+next ``put`` of the same bytes. Writes are atomic (a temp file in the target folder then a rename, or one
+object-store put): a reader sees the whole blob or none.
+
+Where blobs go (:func:`open_blob_store`): the configured folder or URL; else, for SQLite, a folder next to
+the database; else (PostgreSQL) nowhere: large values stay in the database, so the database alone is a
+complete shared cache, and no per-machine folder can hold a value planted by another local user.
 """
 
 from __future__ import annotations
@@ -12,8 +16,9 @@ import contextlib
 import hashlib
 import os
 import tempfile
+import uuid
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 
 def blob_key(data: bytes) -> str:
@@ -106,3 +111,94 @@ class LocalBlobStore:
             return blob_key(path.read_bytes()) == key
         except OSError:
             return False
+
+
+# Protocols whose single put is atomic (an object appears whole or not at all): no temp key and move.
+_ATOMIC_PUT = frozenset(("s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "adl", "oss", "memory"))
+_LOCAL = ("", "file", "local")
+
+
+class FsspecBlobStore:
+    """Blobs under any fsspec URL (``s3://bucket/prefix``, ``gs://...``, ``memory://...``), ``ab/cdef...`` by key.
+
+    Errors of the file system other than a missing blob are raised as OSError naming the URL.
+    """
+
+    def __init__(self, url: str) -> None:
+        from fsspec.core import url_to_fs
+
+        self.url = url.rstrip("/")
+        self.protocol = url.split("://", 1)[0].lower()
+        try:
+            self.fs, root = url_to_fs(self.url)
+        except (ImportError, ValueError) as exc:
+            raise OSError(f"cannot use the blob location {url}: {exc}") from exc
+        self.root = str(root).rstrip("/")
+        self.atomic_put = self.protocol in _ATOMIC_PUT
+
+    def __repr__(self) -> str:
+        return f"FsspecBlobStore({self.url!r})"
+
+    def path(self, key: str) -> str:
+        return f"{self.root}/{key[:2]}/{key[2:]}"
+
+    def _io(self, what: str, key: str, method: str, *args: Any) -> Any:
+        try:
+            return getattr(self.fs, method)(*args)
+        except FileNotFoundError:
+            raise
+        except Exception as exc:  # botocore and friends have their own error types
+            raise OSError(f"cannot {what} the blob {key} at {self.url}: {type(exc).__name__}: {exc}") from exc
+
+    def has(self, key: str) -> bool:
+        self.fs.invalidate_cache(self.path(key))  # listings cached by s3fs miss what others wrote since
+        return bool(self._io("look up", key, "exists", self.path(key)))
+
+    def get(self, key: str) -> bytes:
+        try:
+            return bytes(self._io("read", key, "cat_file", self.path(key)))
+        except FileNotFoundError:
+            raise KeyError(key) from None
+
+    def put(self, key: str, data: bytes) -> None:
+        """Store ``data`` under ``key`` unless a blob with exactly these bytes is there already."""
+        path = self.path(key)
+        if self._intact(path, key, len(data)):
+            return
+        if self.atomic_put:
+            self._io("write", key, "pipe_file", path, data)
+            return
+        tmp = f"{self.root}/{key[:2]}/.tmp-{uuid.uuid4().hex}"
+        self._io("write", key, "makedirs", f"{self.root}/{key[:2]}", True)  # file systems with real folders
+        try:
+            self._io("write", key, "pipe_file", tmp, data)
+            self._io("write", key, "mv", tmp, path)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                self.fs.rm_file(tmp)
+            raise
+
+    def delete(self, key: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self._io("delete", key, "rm_file", self.path(key))
+
+    def _intact(self, path: str, key: str, size: int) -> bool:
+        self.fs.invalidate_cache(path)
+        try:
+            if self._io("look up", key, "size", path) != size:
+                return False
+            return blob_key(bytes(self._io("read", key, "cat_file", path))) == key
+        except FileNotFoundError:
+            return False
+
+
+def open_blob_store(location: str | os.PathLike[str] | None, database_path: str | None) -> BlobStore | None:
+    """The blob store for a configured folder or URL (``location``); without one, a folder next to a SQLite
+    database (``database_path``), or None: large values stay in the database."""
+    if location is None:
+        return None if database_path is None else LocalBlobStore(Path(database_path).parent / "blobs")
+    text = os.fspath(location)
+    protocol, _, rest = text.partition("://") if "://" in text else ("", "", text)
+    if protocol.lower() in _LOCAL:
+        return LocalBlobStore(rest)
+    return FsspecBlobStore(text)

@@ -77,12 +77,32 @@ def make_engine(db_uri: str, busy_timeout: float, readonly: bool = False, immuta
         try:
             cur.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
             if not readonly:
-                cur.execute("PRAGMA journal_mode=WAL")
+                _wal(cur, busy_timeout)
                 cur.execute("PRAGMA synchronous=NORMAL")
         finally:
             cur.close()
 
     return engine
+
+
+def _wal(cur: Any, busy_timeout: float) -> None:
+    """Put the database in WAL mode (once per file: the mode is persistent). Switching is refused while another
+    connection holds a lock, without waiting for the busy timeout, so concurrent first opens retry here."""
+    import sqlite3
+    import time
+
+    cur.execute("PRAGMA journal_mode")
+    if str(cur.fetchone()[0]).lower() == "wal":
+        return
+    deadline = time.monotonic() + busy_timeout
+    while True:
+        try:
+            cur.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
 
 
 def insert_statement(table: Table, is_sqlite: bool, update: bool) -> Any:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import signal
 import subprocess
 import sys
 import textwrap
@@ -132,6 +133,10 @@ def test_a_tasks_exception_reaches_the_caller(sched: Scheduler) -> None:
 
 def test_resources_become_dask_requests(sched: Scheduler) -> None:
     executor = sched.executors["default"]
+    deadline = time.monotonic() + 30
+    while executor.resources() != {"memory": 4.0, "gpus": 2.0} and time.monotonic() < deadline:
+        time.sleep(0.5)  # a worker restarted by an earlier test may still be coming back
+        executor._info_at = 0.0
     assert executor.resources() == {"memory": 4.0, "gpus": 2.0}
     assert sched.run(on_gpu()) == 7
     too_big = JobSpec("big", "t.big", square.func, (2,), {}, resources={"gpus": 2})
@@ -247,3 +252,48 @@ class TestDaskConformance(ExecutorConformance):
 
     def make_executor(self) -> Executor:
         return DaskExecutor("dask", {"address": ADDRESS["address"]})
+
+
+CTRL_C_SCRIPT = """
+import sys
+from slothflow import Scheduler, task
+
+@task
+def {name}(i):
+    import time
+    time.sleep(120)
+    return i
+
+if __name__ == "__main__":
+    s = Scheduler(config={{"backend": {{"db_uri": sys.argv[1]}},
+                          "executors.default": {{"type": "dask", "address": sys.argv[2], "max_workers": 6}}}})
+    s.run([{name}(i) for i in range(6)])
+"""
+
+
+def test_ctrl_c_cancels_the_runs_futures(cluster: DaskExecutor, tmp_path: Path, sqlite_uri: str) -> None:
+    name = f"nap_{os.getpid()}_{int(time.time())}"
+    script = tmp_path / "wf.py"
+    script.write_text(textwrap.dedent(CTRL_C_SCRIPT.format(name=name)))
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
+    proc = subprocess.Popen([sys.executable, str(script), sqlite_uri, ADDRESS["address"]], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    client = cluster.client
+    deadline = time.monotonic() + 60
+    while client.run_on_scheduler(_count_named, name) < 6 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert client.run_on_scheduler(_count_named, name) == 6
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode != 0 and "KeyboardInterrupt" in err
+    deadline = time.monotonic() + 30
+    while client.run_on_scheduler(_count_named, name) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert client.run_on_scheduler(_count_named, name) == 0
+    started = time.monotonic()  # the workers that were sleeping are free again (their processes were ended)
+    assert client.submit(pow, 2, 3, pure=False).result(timeout=60) == 8
+    assert time.monotonic() - started < 30
+
+
+def _count_named(name: str, dask_scheduler: Any = None) -> int:
+    return sum(1 for key in dask_scheduler.tasks if name in str(key))

@@ -384,7 +384,7 @@ def test_unpicklable_arguments_to_a_worker_fail_the_job() -> None:
 
 
 def test_every_builtin_executor_type_is_covered() -> None:
-    cluster = {"DaskExecutor"}  # tested against a real cluster in their own modules (test_dask_executor.py)
+    cluster = {"DaskExecutor", "SlurmExecutor"}  # tested against real clusters in their own test modules
     assert {cls.__name__ for cls in EXECUTORS.values()} - cluster == {
         type(make_executor(n, {"type": n})).__name__ for n in NAMES
     }

@@ -13,6 +13,7 @@ from slothflow.executors.base import Done, Executor, JobSpec, Outcome, run_job
 from slothflow.executors.dask import DaskExecutor
 from slothflow.executors.inline import InlineExecutor
 from slothflow.executors.processes import ProcessExecutor
+from slothflow.executors.slurm import SlurmExecutor
 from slothflow.executors.threads import ThreadExecutor
 
 EXECUTORS: dict[str, type[Executor]] = {
@@ -20,6 +21,7 @@ EXECUTORS: dict[str, type[Executor]] = {
     "threads": ThreadExecutor,
     "processes": ProcessExecutor,
     "dask": DaskExecutor,
+    "slurm": SlurmExecutor,
     # redun's names for the same things
     "local": ThreadExecutor,
     "thread": ThreadExecutor,
@@ -63,6 +65,7 @@ __all__ = [
     "JobSpec",
     "Outcome",
     "ProcessExecutor",
+    "SlurmExecutor",
     "ThreadExecutor",
     "executor_class",
     "make_executor",

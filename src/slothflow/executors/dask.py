@@ -83,6 +83,8 @@ class DaskExecutor(Executor):
         self._info: dict[str, Any] = {}
         self._info_at = 0.0
         self._done_q: queue.SimpleQueue[tuple[_Entry, Any] | None] = queue.SimpleQueue()
+        self._to_stop: list[Any] = []  # futures cancelled, waiting for the stopper thread
+        self._stopper: threading.Thread | None = None
         self._restarted: dict[str, float] = {}  # worker address -> when we restarted it (to stop a cancelled job)
 
     # ------------------------------------------------------------------------------- lifecycle
@@ -304,9 +306,23 @@ class DaskExecutor(Executor):
             if entry is None or client is None:
                 return False
             entry.cancelled = True
-        threading.Thread(target=self._stop, args=([entry.future], client), daemon=True,
-                         name=f"slothflow-{self.name}-cancel").start()
+            self._to_stop.append(entry.future)
+            if self._stopper is None:
+                # Not a daemon: after Ctrl-C the interpreter waits for it, so the workers are freed before exit.
+                self._stopper = threading.Thread(target=self._stop_pending, args=(client,),
+                                                 name=f"slothflow-{self.name}-cancel")
+                self._stopper.start()
         return True
+
+    def _stop_pending(self, client: Any) -> None:
+        """Stop the futures cancelled meanwhile, many at a time (Ctrl-C cancels every running job at once)."""
+        while True:
+            with self._lock:
+                futures, self._to_stop = self._to_stop, []
+                if not futures:
+                    self._stopper = None
+                    return
+            self._stop(futures, client)
 
     def _stop(self, futures: list[Any], client: Any, close: bool = False) -> None:
         """Cancel futures; end the workers already executing one of them (their nannies start fresh ones).

@@ -52,7 +52,7 @@ def iter_leaves(value: Any, is_leaf: Leaf, root: str = "value", max_depth: int =
 
     A leaf is not walked into; the caller decides what its insides are (an expression's arguments, a Dir's
     files). ``root`` names the value in a :class:`NestingError` message."""
-    if type(value) in _ATOMS:
+    if type(value) in _ATOMS or (max_depth >= 2 and _flat(value)):
         return
     leaf, exact = _leaf_test(is_leaf)
     atoms = _ATOMS
@@ -96,6 +96,33 @@ def iter_leaves(value: Any, is_leaf: Leaf, root: str = "value", max_depth: int =
             stack.extend(obj)
         else:
             stack.extend(reversed(_attributes(obj, kind)[1]))
+
+
+def _flat(value: Any) -> bool:
+    """Whether ``value`` is a plain list, tuple or dict of atoms, or of such containers of atoms (a call's
+    arguments, mostly): nothing inside is a leaf (atoms never are) or can be a cycle, so no walk is needed."""
+    cls = type(value)
+    if cls is dict:
+        items: Any = value.values()
+        if not all(type(k) in _ATOMS for k in value):
+            return False
+    elif cls is tuple or cls is list:
+        items = value
+    else:
+        return False
+    for item in items:
+        c = type(item)
+        if c in _ATOMS:
+            continue
+        if c is tuple or c is list:
+            if not all(type(x) in _ATOMS for x in item):
+                return False
+        elif c is dict:
+            if not (all(type(k) in _ATOMS for k in item) and all(type(v) in _ATOMS for v in item.values())):
+                return False
+        else:
+            return False
+    return True
 
 
 def contains(value: Any, is_leaf: Leaf) -> bool:

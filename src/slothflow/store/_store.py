@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import operator
 import os
 import socket
 import tempfile
@@ -33,7 +34,7 @@ from slothflow.store import schema as s
 from slothflow.store._dialect import (
     check_sqlite_file,
     classify,
-    insert_statement,
+    insert_sql,
     is_read_only_os_error,
     make_engine,
     paramstyle,
@@ -110,7 +111,7 @@ class Store:
         self._corrupt: dict[str, str] = {}  # value hash -> what was wrong, for values found damaged
         self._buffer: dict[str, list[dict[str, Any]]] = {}
         self._jobs: dict[str, dict[str, Any]] = {}
-        self._stmts: dict[str, Any] = {}
+        self._stmts: dict[Any, Any] = {}  # query name, or (table, columns) -> its statement
         self._execution: str | None = None  # the running execution whose heartbeat flush() writes
         self._heartbeat = 0.0
         self.last_flush = time.monotonic()
@@ -500,7 +501,14 @@ class Store:
 
     def record_job(self, job: JobRecord) -> None:
         """Remember a job's latest state (only the last state of each job is written)."""
-        self._jobs[job.id] = job.row()
+        state = getattr(job, "__dict__", None)
+        if state is None:
+            self._jobs[job.id] = job.row()
+            return
+        row = dict(state)  # JobRecord.row() without a dataclasses.fields() walk per job
+        row["status"] = str(job.status)
+        row["arguments"] = json.dumps(job.arguments) if job.arguments else None
+        self._jobs[job.id] = row
 
     def put_job(self, row: dict[str, Any]) -> None:
         """Insert or update a job row (keyed by ``id``); a partial row updates the pending one."""
@@ -593,14 +601,20 @@ class Store:
         try:
             with self._errors():
                 conn = self.conn
-                for table_name in _TABLE_ORDER:
-                    rows = buffer.get(table_name)
-                    if rows:
-                        if table_name in _UPSERT:
-                            rows = _last_per_key(table_name, rows)
-                        conn.execute(self._statement(table_name), rows)
-                if jobs:
-                    conn.execute(self._statement("job"), list(jobs.values()))
+                if not conn.in_transaction():
+                    conn.begin()  # so that conn.commit() below commits what the raw cursor wrote
+                cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+                try:
+                    for table_name in _TABLE_ORDER:
+                        rows = buffer.get(table_name)
+                        if rows:
+                            if table_name in _UPSERT:
+                                rows = _last_per_key(table_name, rows)
+                            self._write(cursor, table_name, rows)
+                    if jobs:
+                        self._write(cursor, "job", list(jobs.values()))
+                finally:
+                    cursor.close()
                 if heartbeat:
                     conn.execute(s.execution.update().where(s.execution.c.id == self._execution)
                                  .values(heartbeat_at=time.time()))
@@ -628,15 +642,28 @@ class Store:
         except StoreLockedError as exc:
             log.debug("heartbeat skipped: %s", exc)
 
-    def _statement(self, table_name: str) -> Any:
-        stmt = self._stmts.get(table_name)
-        if stmt is not None:
-            return stmt
-        upsert = table_name in _UPSERT or table_name == "job"
-        table = s.metadata.tables["value" if table_name == "value_repair" else table_name]
-        stmt = insert_statement(table, self.is_sqlite, update=upsert)
-        self._stmts[table_name] = stmt
-        return stmt
+    def _write(self, cursor: Any, table_name: str, rows: list[dict[str, Any]]) -> None:
+        """Insert (or upsert) buffered rows with one ``executemany`` of a statement built once per table and
+        set of columns; a driver error becomes SQLAlchemy's, so that :meth:`_errors` classifies it."""
+        columns = tuple(rows[0])
+        key = (table_name, columns)
+        sql = self._stmts.get(key)
+        if sql is None:
+            upsert = table_name in _UPSERT or table_name == "job"
+            table = s.metadata.tables["value" if table_name == "value_repair" else table_name]
+            columns = tuple(c.name for c in table.columns if c.name in rows[0])
+            sql = self._stmts[key] = (insert_sql(table, columns, self.is_sqlite, update=upsert), columns)
+        sql, columns = sql
+        try:
+            get = operator.itemgetter(*columns)
+            params = [get(r) for r in rows] if len(columns) > 1 else [(get(r),) for r in rows]
+        except KeyError:  # rows of different shapes (a partial job row): a missing column is NULL
+            params = [tuple(r.get(c) for c in columns) for r in rows]
+        dbapi = self.engine.dialect.dbapi
+        try:
+            cursor.executemany(sql, params)
+        except dbapi.Error as exc:  # type: ignore[union-attr]
+            raise DBAPIError.instance(sql, None, exc, dbapi.Error) from exc  # type: ignore[union-attr]
 
 
 _DIGESTS_SQL = "SELECT path, stat_token, digest FROM file_digest WHERE directory = ?"

@@ -45,9 +45,10 @@ class Evaluator:
     def __init__(self, run: Run) -> None:
         self.run = run
         self.loop = run.loop
-        # Per (expression object, evaluating job): one expression object may be returned by two bodies
-        # (threads share memory); it is then a child of both, so that both record it in their subtree.
-        self.expr_cells: dict[tuple[int, str], tuple[Expression, Cell]] = {}
+        # Per evaluating job, per expression object: one expression object may be returned by two bodies
+        # (threads share memory); it is then a child of both, so that both record it in their subtree. A
+        # job's table is dropped when it finishes (see release), so a long run does not keep them all.
+        self.expr_cells: dict[str, dict[int, tuple[Expression, Cell]]] = {}
 
     def evaluate(self, value: Any, job: Job | None) -> Cell:
         """A cell for the value of ``value``, with every expression inside it evaluated."""
@@ -89,14 +90,21 @@ class Evaluator:
         return out
 
     def eval_expr(self, expr: Expression, job: Job | None) -> Cell:
-        key = (id(expr), job.id if job is not None else "")
-        entry = self.expr_cells.get(key)
+        owner = job.id if job is not None else ""
+        cells = self.expr_cells.get(owner)
+        if cells is None:
+            cells = self.expr_cells[owner] = {}
+        entry = cells.get(id(expr))
         if entry is not None:
             return entry[1]
         cell = Cell()
-        self.expr_cells[key] = (expr, cell)
+        cells[id(expr)] = (expr, cell)
         self.loop.post(self._start_expr, expr, job, cell)
         return cell
+
+    def release(self, job: Job) -> None:
+        """A job whose value is known evaluates nothing more: forget its expressions' cells."""
+        self.expr_cells.pop(job.id, None)
 
     def _start_expr(self, expr: Expression, job: Job | None, cell: Cell) -> None:
         loop = self.loop
@@ -178,12 +186,14 @@ class Evaluator:
         else:
             parent.children.append(job)
         # Which call made each argument that was itself a task call: provenance by origin, never by value.
-        owner = parent.id if parent is not None else ""
+        cells = self.expr_cells.get(parent.id if parent is not None else "")
         for name, value in unevaluated.items():
-            if isinstance(value, TaskExpression):
-                entry = self.expr_cells.get((id(value), owner))
+            if cells is not None and isinstance(value, TaskExpression):
+                entry = cells.get(id(value))
                 call = entry[1].call if entry is not None else None
                 if call is not None and call.call_hash is not None:
+                    if job.producers is None:
+                        job.producers = {}
                     job.producers[name] = call.call_hash
         run.reuse.start(job, cell)
 

@@ -65,7 +65,7 @@ class Job:
         self.environment: str | None = None  # JSON fingerprint of the task's environment
         self.reason: str | None = None  # why it runs instead of being reused, when the scheduler knows
         self.attempt = 1  # 1 + the retries used so far
-        self.producers: dict[str, str] = {}  # argument name -> call hash of the call whose result it is
+        self.producers: dict[str, str] | None = None  # argument name -> call hash of the call whose result it is
 
     @property
     def duration(self) -> float:

@@ -38,6 +38,7 @@ class Recorder:
         # as it was raised (so it hashes the same in every run). The caller of run() gets the note and the
         # worker's traceback attached (see Run.raise_).
         self.error_origins: dict[int, tuple[BaseException, str, str]] = {}
+        self._subtrees: dict[frozenset[str], frozenset[str]] = {}
 
     # -------------------------------------------------------------------------------- execution
     def start_execution(self, argv: list[str], tags: list[tuple[str, Any]]) -> None:
@@ -100,6 +101,7 @@ class Recorder:
                 self._record_call(job, value_hash)
             call.value_hash = value_hash
             self.record_job(job)
+        run.evaluator.release(job)
         if job.status == Status.CACHED:
             run.stats.cached += 1
             self.emit("cached", job)
@@ -137,13 +139,15 @@ class Recorder:
                 # An unrecorded child (prov=False): nothing vouches for its code later, so a shallow lookup
                 # above must fall back to the full rule.
                 subtree.add(UNRECORDED_MARK)
-        call.subtree = frozenset(subtree)
+        # Calls of one task mostly share a subtree: one frozenset for all of them, not one per call.
+        frozen = frozenset(subtree)
+        call.subtree = self._subtrees.setdefault(frozen, frozen)
         call.call_hash = hash_struct("Call", job.task.hash, job.args_hash, value_hash, *sorted(children))
         if call.call_hash == job.recorded_call:
             return
         arguments = []
         for position, (name, h) in enumerate(job.arg_hashes):
-            arguments.append(ArgumentRecord(name, position, h, job.producers.get(name)))
+            arguments.append(ArgumentRecord(name, position, h, job.producers.get(name) if job.producers else None))
             try:
                 run.store.add_value(h, job.arguments[name])
             except SerializationError:

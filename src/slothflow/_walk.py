@@ -104,22 +104,26 @@ def _flat(value: Any) -> bool:
     cls = type(value)
     if cls is dict:
         items: Any = value.values()
-        if not all(type(k) in _ATOMS for k in value):
-            return False
+        for k in value:
+            if type(k) not in _ATOMS:
+                return False
     elif cls is tuple or cls is list:
         items = value
     else:
         return False
+    atoms = _ATOMS
     for item in items:
         c = type(item)
-        if c in _ATOMS:
+        if c in atoms:
             continue
-        if c is tuple or c is list:
-            if not all(type(x) in _ATOMS for x in item):
-                return False
-        elif c is dict:
-            if not (all(type(k) in _ATOMS for k in item) and all(type(v) in _ATOMS for v in item.values())):
-                return False
+        if c is dict:
+            for k, v in item.items():
+                if type(k) not in atoms or type(v) not in atoms:
+                    return False
+        elif c is tuple or c is list:
+            for x in item:
+                if type(x) not in atoms:
+                    return False
         else:
             return False
     return True

@@ -49,6 +49,7 @@ class Evaluator:
         # (threads share memory); it is then a child of both, so that both record it in their subtree. A
         # job's table is dropped when it finishes (see release), so a long run does not keep them all.
         self.expr_cells: dict[str, dict[int, tuple[Expression, Cell]]] = {}
+        self._names: dict[int, tuple[Task, tuple[str, ...] | None]] = {}
 
     def evaluate(self, value: Any, job: Job | None) -> Cell:
         """A cell for the value of ``value``, with every expression inside it evaluated."""
@@ -156,15 +157,29 @@ class Evaluator:
                 f"task {task.fullname} is not defined in this process: import the module that defines it",
                 task.fullname))
             return
-        try:
-            bound = task.signature.bind(*expr.args, **expr.kwargs)
-        except TypeError as exc:
-            self.loop.fail(cell, ExpressionError(f"{task.fullname}() called with bad arguments: {exc}"))
-            return
-        bound.apply_defaults()
-        arguments = dict(bound.arguments)
+        names = self._positional_names(task)
+        if names is not None and not expr.kwargs and len(expr.args) == len(names):
+            arguments = dict(zip(names, expr.args))  # what bind() gives for a full positional call
+        else:
+            try:
+                bound = task.signature.bind(*expr.args, **expr.kwargs)
+            except TypeError as exc:
+                self.loop.fail(cell, ExpressionError(f"{task.fullname}() called with bad arguments: {exc}"))
+                return
+            bound.apply_defaults()
+            arguments = dict(bound.arguments)
         args_cell = self.evaluate(arguments, parent)
         self.loop.then(args_cell, lambda c: self._call(task, arguments, c, parent, cell))
+
+    def _positional_names(self, task: Task) -> tuple[str, ...] | None:
+        """The parameter names of a task whose parameters are all plain positional-or-keyword ones (once per
+        task object), else None."""
+        entry = self._names.get(id(task))
+        if entry is None or entry[0] is not task:
+            params = task.signature.parameters.values()
+            plain = all(p.kind is p.POSITIONAL_OR_KEYWORD for p in params)
+            entry = self._names[id(task)] = (task, tuple(p.name for p in params) if plain else None)
+        return entry[1]
 
     def _call(self, task: Task, unevaluated: dict[str, Any], args_cell: Cell, parent: Job | None,
               cell: Cell) -> None:

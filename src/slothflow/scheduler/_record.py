@@ -114,7 +114,8 @@ class Recorder:
         run = self.run
         call = job.call
         assert call is not None
-        subtree = {job.task.hash}
+        task_hash = job.task.hash
+        subtree = {task_hash}
         mark = run.reuse.env_mark(job.task)
         if mark is not None:
             subtree.add(mark)
@@ -142,7 +143,7 @@ class Recorder:
         # Calls of one task mostly share a subtree: one frozenset for all of them, not one per call.
         frozen = frozenset(subtree)
         call.subtree = self._subtrees.setdefault(frozen, frozen)
-        call.call_hash = hash_struct("Call", job.task.hash, job.args_hash, value_hash, *sorted(children))
+        call.call_hash = hash_struct("Call", task_hash, job.args_hash, value_hash, *sorted(children))
         if call.call_hash == job.recorded_call:
             return
         arguments = []
@@ -152,7 +153,7 @@ class Recorder:
                 run.store.add_value(h, job.arguments[name])
             except SerializationError:
                 pass
-        run.store.record_call(CallRecord(call.call_hash, job.eval_hash, job.task.hash, job.args_hash, value_hash,
+        run.store.record_call(CallRecord(call.call_hash, job.eval_hash, task_hash, job.args_hash, value_hash,
                                          call.subtree, tuple(arguments), tuple(children)))
 
     def retrying(self, job: Job, error: BaseException, wait: float) -> None:

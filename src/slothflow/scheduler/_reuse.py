@@ -72,10 +72,11 @@ class Reuse:
         if job.prov:
             job.environment = task_environment_json(task)
         env_key = self.env_key(task, job.opts.env_policy) if job.opts.env_policy != "ignore" else None
+        task_hash = task.hash
         if env_key is None:
-            job.eval_hash = hash_struct("Eval", task.hash, job.args_hash)
+            job.eval_hash = hash_struct("Eval", task_hash, job.args_hash)
         else:  # the policy makes the versions of Python and the packages the code imports part of the key
-            job.eval_hash = hash_struct("Eval", task.hash, job.args_hash, "env", env_key)
+            job.eval_hash = hash_struct("Eval", task_hash, job.args_hash, "env", env_key)
 
         if job.cache_scope != "NONE":
             call = self.calls.get(job.eval_hash)

@@ -372,27 +372,29 @@ class Store:
         for i in range(0, len(eval_hashes), 500):
             chunk = eval_hashes[i : i + 500]
             with self._errors():
-                rows = self.conn.execute(self._query("reduction"), {"hashes": chunk}).all()
-                calls = (
-                    self.conn.execute(self._query("calls"), {"hashes": [r.eval_hash for r in rows]}).all()
-                    if rows
-                    else []
-                )
+                rows = self._select(_REDUCTIONS_SQL, chunk)
+                calls = self._select(_CALLS_SQL, [r[0] for r in rows]) if rows else []
             if not rows:
                 continue
             latest: dict[str, tuple[float, str]] = {}
-            for r in calls:
-                known = latest.get(r.eval_hash)
-                if known is None or r.created_at > known[0]:
-                    latest[r.eval_hash] = (r.created_at, r.call_hash)
-            for row in rows:
-                found, value = self._decode(row.value_hash, row.storage, row.data, row.digest)
+            for eval_hash, call_hash, created_at in calls:
+                known = latest.get(eval_hash)
+                if known is None or created_at > known[0]:
+                    latest[eval_hash] = (created_at, call_hash)
+            for eval_hash, value_hash, storage, data, digest in rows:
+                found, value = self._decode(value_hash, storage, data, digest)
                 if found:
-                    best = latest.get(row.eval_hash)
-                    out[row.eval_hash] = (row.value_hash, value, best[1] if best else None)
-                elif corrupt is not None and row.value_hash in self._corrupt:
-                    corrupt[row.eval_hash] = row.value_hash
+                    best = latest.get(eval_hash)
+                    out[eval_hash] = (value_hash, value, best[1] if best else None)
+                elif corrupt is not None and value_hash in self._corrupt:
+                    corrupt[eval_hash] = value_hash
         return out
+
+    def _select(self, sql: str, keys: list[str]) -> list[Any]:
+        """Rows of a raw ``... IN ({keys})`` query (inside :meth:`_errors`): a cached rerun looks up every
+        call, and compiling an expanding SQLAlchemy statement per batch cost more than the query."""
+        text_ = paramstyle(sql.replace("{keys}", ", ".join("?" * len(keys))), self.is_sqlite)
+        return list(self.conn.exec_driver_sql(text_, tuple(keys)).all())
 
     def get_finals(self, eval_hashes: list[str]) -> dict[str, list[tuple[str, str, frozenset[str]]]]:
         """Recorded final results per call, newest first: (call_hash, value_hash, subtree task hashes)."""
@@ -415,18 +417,10 @@ class Store:
         if stmt is not None:
             return stmt
         hashes: Any = bindparam("hashes", expanding=True)
-        if name == "reduction":
-            e, v = s.evaluation, s.value
-            stmt = (
-                select(e.c.eval_hash, e.c.value_hash, v.c.storage, v.c.data, v.c.digest)
-                .join(v, v.c.value_hash == e.c.value_hash)
-                .where(e.c.eval_hash.in_(hashes))
-            )
-        else:
-            c = s.call_node
-            stmt = select(c.c.eval_hash, c.c.call_hash, c.c.value_hash, c.c.subtree_tasks, c.c.created_at).where(
-                c.c.eval_hash.in_(hashes)
-            )
+        c = s.call_node
+        stmt = select(c.c.eval_hash, c.c.call_hash, c.c.value_hash, c.c.subtree_tasks, c.c.created_at).where(
+            c.c.eval_hash.in_(hashes)
+        )
         self._stmts[name] = stmt
         return stmt
 
@@ -667,6 +661,9 @@ class Store:
 
 
 _DIGESTS_SQL = "SELECT path, stat_token, digest FROM file_digest WHERE directory = ?"
+_REDUCTIONS_SQL = ('SELECT e.eval_hash, e.value_hash, v.storage, v.data, v.digest FROM evaluation e '
+                   'JOIN "value" v ON v.value_hash = e.value_hash WHERE e.eval_hash IN ({keys})')
+_CALLS_SQL = "SELECT eval_hash, call_hash, created_at FROM call_node WHERE eval_hash IN ({keys})"
 # value_repair: rows that replace a damaged value (an upsert); value: new values (kept if already there)
 _TABLE_ORDER = ("task", "value", "value_repair", "value_file", "evaluation", "call_node", "argument", "call_edge",
                 "tag", "file_digest")

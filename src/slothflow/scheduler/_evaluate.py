@@ -199,6 +199,8 @@ class Evaluator:
         if parent is None:
             run.root_job = job
         else:
+            if parent.children is None:
+                parent.children = []
             parent.children.append(job)
         # Which call made each argument that was itself a task call: provenance by origin, never by value.
         cells = self.expr_cells.get(parent.id if parent is not None else "")

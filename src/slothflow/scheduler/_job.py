@@ -56,7 +56,7 @@ class Job:
         self.started = time.time()
         self.ended: float | None = None
         self.call: Call | None = None
-        self.children: list[Job] = []
+        self.children: list[Job] | None = None  # made with the first child: most calls have none
         self.prov: bool = opts.prov and (parent is None or parent.prov)
         self.error: BaseException | None = None
         self.reduction_hash: str | None = None

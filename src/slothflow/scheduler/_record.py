@@ -125,7 +125,7 @@ class Recorder:
             subtree.add(CONTEXT_MARK)
         children: list[str] = []
         seen_children: set[str] = set()
-        for child in job.children:
+        for child in job.children or ():
             cc = child.call
             if _holds_value(child.arguments):
                 # A file a call below read may have changed since: only its own lookup (which re-fingerprints

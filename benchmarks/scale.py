@@ -232,6 +232,8 @@ def main() -> None:
     ap.add_argument("--pg", action="store_true", help="also on PostgreSQL (127.0.0.1:5432, user postgres)")
     ap.add_argument("--no-sqlite", action="store_true", help="skip SQLite (with --pg)")
     ap.add_argument("--no-dask", action="store_true", help="skip the dask.delayed comparison")
+    ap.add_argument("--dask-max", type=int, default=50_000,
+                    help="largest size run on dask (it grows superlinearly on this shape; default 50,000)")
     ap.add_argument("--json", help="write the raw results here")
     ap.add_argument("--profile-dir", help="write a cProfile of each slothflow phase here")
     # Internal: one phase in this process.
@@ -254,7 +256,7 @@ def main() -> None:
     rows: list[dict[str, Any]] = []
     dask: dict[int, dict[str, Any]] = {}
     for n in ns:  # size-major: the engines of one size are measured within minutes of each other
-        if dask_ok:
+        if dask_ok and n <= a.dask_max:
             dask[n] = run_phase(["--engine", "dask", "--n", str(n)])
             print(f"dask threaded {n}: {ms(dask[n], n):.3f} ms/call, {dask[n]['rss_mb']:.0f} MB", flush=True)
         for kind in kinds:

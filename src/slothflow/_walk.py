@@ -52,7 +52,7 @@ def iter_leaves(value: Any, is_leaf: Leaf, root: str = "value", max_depth: int =
 
     A leaf is not walked into; the caller decides what its insides are (an expression's arguments, a Dir's
     files). ``root`` names the value in a :class:`NestingError` message."""
-    if type(value) in _ATOMS:
+    if type(value) in _ATOMS or (max_depth >= 2 and _flat(value)):
         return
     leaf, exact = _leaf_test(is_leaf)
     atoms = _ATOMS
@@ -96,6 +96,37 @@ def iter_leaves(value: Any, is_leaf: Leaf, root: str = "value", max_depth: int =
             stack.extend(obj)
         else:
             stack.extend(reversed(_attributes(obj, kind)[1]))
+
+
+def _flat(value: Any) -> bool:
+    """Whether ``value`` is a plain list, tuple or dict of atoms, or of such containers of atoms (a call's
+    arguments, mostly): nothing inside is a leaf (atoms never are) or can be a cycle, so no walk is needed."""
+    cls = type(value)
+    if cls is dict:
+        items: Any = value.values()
+        for k in value:
+            if type(k) not in _ATOMS:
+                return False
+    elif cls is tuple or cls is list:
+        items = value
+    else:
+        return False
+    atoms = _ATOMS
+    for item in items:
+        c = type(item)
+        if c in atoms:
+            continue
+        if c is dict:
+            for k, v in item.items():
+                if type(k) not in atoms or type(v) not in atoms:
+                    return False
+        elif c is tuple or c is list:
+            for x in item:
+                if type(x) not in atoms:
+                    return False
+        else:
+            return False
+    return True
 
 
 def contains(value: Any, is_leaf: Leaf) -> bool:

@@ -25,6 +25,7 @@ from slothflow.executors import Executor, JobSpec, Outcome
 from slothflow.scheduler._job import Cell, Job
 
 if TYPE_CHECKING:
+    from slothflow.model._task import Task
     from slothflow.scheduler._run import Run
 
 
@@ -45,6 +46,7 @@ class Dispatch:
         self._seq = 0
         self._have: dict[str, dict[str, float]] = {}
         self._need: dict[int, tuple[object, dict[str, float]]] = {}
+        self._simple: dict[int, tuple[Task, bool]] = {}
 
     # -------------------------------------------------------------------------------- queueing
     def miss(self, job: Job) -> None:
@@ -55,11 +57,24 @@ class Dispatch:
             run.plan.add_would_run(job, run.store)
             return
         task = job.task
-        ba = inspect.BoundArguments(task.signature, collections.OrderedDict(job.arguments))
+        if self._positional(task):  # every parameter positional: the bound arguments, in order
+            args, kwargs = tuple(job.arguments.values()), {}
+        else:
+            ba = inspect.BoundArguments(task.signature, collections.OrderedDict(job.arguments))
+            args, kwargs = ba.args, ba.kwargs
         opts = job.opts
-        spec = JobSpec(job.id, task.fullname, task.run_func, ba.args, ba.kwargs, dict(opts.executor_options),
+        spec = JobSpec(job.id, task.fullname, task.run_func, args, kwargs, dict(opts.executor_options),
                        task.__module__, dict(opts.resources), opts.timeout, task.hash)
         self._enqueue(job, spec)
+
+    def _positional(self, task: Task) -> bool:
+        """Whether every parameter of the task's signature may be passed by position (once per task)."""
+        entry = self._simple.get(id(task))
+        if entry is None or entry[0] is not task:
+            params = task.signature.parameters.values()
+            ok = all(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in params)
+            entry = self._simple[id(task)] = (task, ok)
+        return entry[1]
 
     def _enqueue(self, job: Job, spec: JobSpec) -> None:
         if job.limits and not self._acquire(job.limits):

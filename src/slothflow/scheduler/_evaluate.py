@@ -45,9 +45,11 @@ class Evaluator:
     def __init__(self, run: Run) -> None:
         self.run = run
         self.loop = run.loop
-        # Per (expression object, evaluating job): one expression object may be returned by two bodies
-        # (threads share memory); it is then a child of both, so that both record it in their subtree.
-        self.expr_cells: dict[tuple[int, str], tuple[Expression, Cell]] = {}
+        # Per evaluating job, per expression object: one expression object may be returned by two bodies
+        # (threads share memory); it is then a child of both, so that both record it in their subtree. A
+        # job's table is dropped when it finishes (see release), so a long run does not keep them all.
+        self.expr_cells: dict[str, dict[int, tuple[Expression, Cell]]] = {}
+        self._names: dict[int, tuple[Task, tuple[str, ...] | None]] = {}
 
     def evaluate(self, value: Any, job: Job | None) -> Cell:
         """A cell for the value of ``value``, with every expression inside it evaluated."""
@@ -89,14 +91,21 @@ class Evaluator:
         return out
 
     def eval_expr(self, expr: Expression, job: Job | None) -> Cell:
-        key = (id(expr), job.id if job is not None else "")
-        entry = self.expr_cells.get(key)
+        owner = job.id if job is not None else ""
+        cells = self.expr_cells.get(owner)
+        if cells is None:
+            cells = self.expr_cells[owner] = {}
+        entry = cells.get(id(expr))
         if entry is not None:
             return entry[1]
         cell = Cell()
-        self.expr_cells[key] = (expr, cell)
+        cells[id(expr)] = (expr, cell)
         self.loop.post(self._start_expr, expr, job, cell)
         return cell
+
+    def release(self, job: Job) -> None:
+        """A job whose value is known evaluates nothing more: forget its expressions' cells."""
+        self.expr_cells.pop(job.id, None)
 
     def _start_expr(self, expr: Expression, job: Job | None, cell: Cell) -> None:
         loop = self.loop
@@ -148,15 +157,29 @@ class Evaluator:
                 f"task {task.fullname} is not defined in this process: import the module that defines it",
                 task.fullname))
             return
-        try:
-            bound = task.signature.bind(*expr.args, **expr.kwargs)
-        except TypeError as exc:
-            self.loop.fail(cell, ExpressionError(f"{task.fullname}() called with bad arguments: {exc}"))
-            return
-        bound.apply_defaults()
-        arguments = dict(bound.arguments)
+        names = self._positional_names(task)
+        if names is not None and not expr.kwargs and len(expr.args) == len(names):
+            arguments = dict(zip(names, expr.args))  # what bind() gives for a full positional call
+        else:
+            try:
+                bound = task.signature.bind(*expr.args, **expr.kwargs)
+            except TypeError as exc:
+                self.loop.fail(cell, ExpressionError(f"{task.fullname}() called with bad arguments: {exc}"))
+                return
+            bound.apply_defaults()
+            arguments = dict(bound.arguments)
         args_cell = self.evaluate(arguments, parent)
         self.loop.then(args_cell, lambda c: self._call(task, arguments, c, parent, cell))
+
+    def _positional_names(self, task: Task) -> tuple[str, ...] | None:
+        """The parameter names of a task whose parameters are all plain positional-or-keyword ones (once per
+        task object), else None."""
+        entry = self._names.get(id(task))
+        if entry is None or entry[0] is not task:
+            params = task.signature.parameters.values()
+            plain = all(p.kind is p.POSITIONAL_OR_KEYWORD for p in params)
+            entry = self._names[id(task)] = (task, tuple(p.name for p in params) if plain else None)
+        return entry[1]
 
     def _call(self, task: Task, unevaluated: dict[str, Any], args_cell: Cell, parent: Job | None,
               cell: Cell) -> None:
@@ -176,14 +199,18 @@ class Evaluator:
         if parent is None:
             run.root_job = job
         else:
+            if parent.children is None:
+                parent.children = []
             parent.children.append(job)
         # Which call made each argument that was itself a task call: provenance by origin, never by value.
-        owner = parent.id if parent is not None else ""
+        cells = self.expr_cells.get(parent.id if parent is not None else "")
         for name, value in unevaluated.items():
-            if isinstance(value, TaskExpression):
-                entry = self.expr_cells.get((id(value), owner))
+            if cells is not None and isinstance(value, TaskExpression):
+                entry = cells.get(id(value))
                 call = entry[1].call if entry is not None else None
                 if call is not None and call.call_hash is not None:
+                    if job.producers is None:
+                        job.producers = {}
                     job.producers[name] = call.call_hash
         run.reuse.start(job, cell)
 

@@ -56,7 +56,7 @@ class Job:
         self.started = time.time()
         self.ended: float | None = None
         self.call: Call | None = None
-        self.children: list[Job] = []
+        self.children: list[Job] | None = None  # made with the first child: most calls have none
         self.prov: bool = opts.prov and (parent is None or parent.prov)
         self.error: BaseException | None = None
         self.reduction_hash: str | None = None
@@ -65,7 +65,7 @@ class Job:
         self.environment: str | None = None  # JSON fingerprint of the task's environment
         self.reason: str | None = None  # why it runs instead of being reused, when the scheduler knows
         self.attempt = 1  # 1 + the retries used so far
-        self.producers: dict[str, str] = {}  # argument name -> call hash of the call whose result it is
+        self.producers: dict[str, str] | None = None  # argument name -> call hash of the call whose result it is
 
     @property
     def duration(self) -> float:

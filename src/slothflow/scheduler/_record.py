@@ -38,6 +38,7 @@ class Recorder:
         # as it was raised (so it hashes the same in every run). The caller of run() gets the note and the
         # worker's traceback attached (see Run.raise_).
         self.error_origins: dict[int, tuple[BaseException, str, str]] = {}
+        self._subtrees: dict[frozenset[str], frozenset[str]] = {}
 
     # -------------------------------------------------------------------------------- execution
     def start_execution(self, argv: list[str], tags: list[tuple[str, Any]]) -> None:
@@ -100,6 +101,7 @@ class Recorder:
                 self._record_call(job, value_hash)
             call.value_hash = value_hash
             self.record_job(job)
+        run.evaluator.release(job)
         if job.status == Status.CACHED:
             run.stats.cached += 1
             self.emit("cached", job)
@@ -112,7 +114,8 @@ class Recorder:
         run = self.run
         call = job.call
         assert call is not None
-        subtree = {job.task.hash}
+        task_hash = job.task.hash
+        subtree = {task_hash}
         mark = run.reuse.env_mark(job.task)
         if mark is not None:
             subtree.add(mark)
@@ -122,7 +125,7 @@ class Recorder:
             subtree.add(CONTEXT_MARK)
         children: list[str] = []
         seen_children: set[str] = set()
-        for child in job.children:
+        for child in job.children or ():
             cc = child.call
             if _holds_value(child.arguments):
                 # A file a call below read may have changed since: only its own lookup (which re-fingerprints
@@ -137,18 +140,20 @@ class Recorder:
                 # An unrecorded child (prov=False): nothing vouches for its code later, so a shallow lookup
                 # above must fall back to the full rule.
                 subtree.add(UNRECORDED_MARK)
-        call.subtree = frozenset(subtree)
-        call.call_hash = hash_struct("Call", job.task.hash, job.args_hash, value_hash, *sorted(children))
+        # Calls of one task mostly share a subtree: one frozenset for all of them, not one per call.
+        frozen = frozenset(subtree)
+        call.subtree = self._subtrees.setdefault(frozen, frozen)
+        call.call_hash = hash_struct("Call", task_hash, job.args_hash, value_hash, *sorted(children))
         if call.call_hash == job.recorded_call:
             return
         arguments = []
         for position, (name, h) in enumerate(job.arg_hashes):
-            arguments.append(ArgumentRecord(name, position, h, job.producers.get(name)))
+            arguments.append(ArgumentRecord(name, position, h, job.producers.get(name) if job.producers else None))
             try:
                 run.store.add_value(h, job.arguments[name])
             except SerializationError:
                 pass
-        run.store.record_call(CallRecord(call.call_hash, job.eval_hash, job.task.hash, job.args_hash, value_hash,
+        run.store.record_call(CallRecord(call.call_hash, job.eval_hash, task_hash, job.args_hash, value_hash,
                                          call.subtree, tuple(arguments), tuple(children)))
 
     def retrying(self, job: Job, error: BaseException, wait: float) -> None:

@@ -39,6 +39,7 @@ class Reuse:
         self._current_tasks: set[str] | None = None
         self._env_keys: dict[tuple[str, str], str | None] = {}
         self._reported: set[str] = set()  # damaged values already reported in this run
+        self._marks: dict[int, tuple[Task, str | None]] = {}  # per task object: env_mark() (once per run)
 
     def has_lookups(self) -> bool:
         return bool(self.lookups)
@@ -71,10 +72,11 @@ class Reuse:
         if job.prov:
             job.environment = task_environment_json(task)
         env_key = self.env_key(task, job.opts.env_policy) if job.opts.env_policy != "ignore" else None
+        task_hash = task.hash
         if env_key is None:
-            job.eval_hash = hash_struct("Eval", task.hash, job.args_hash)
+            job.eval_hash = hash_struct("Eval", task_hash, job.args_hash)
         else:  # the policy makes the versions of Python and the packages the code imports part of the key
-            job.eval_hash = hash_struct("Eval", task.hash, job.args_hash, "env", env_key)
+            job.eval_hash = hash_struct("Eval", task_hash, job.args_hash, "env", env_key)
 
         if job.cache_scope != "NONE":
             call = self.calls.get(job.eval_hash)
@@ -113,6 +115,14 @@ class Reuse:
     def env_mark(self, task: Task) -> str | None:
         """For a task whose env policy is not "ignore": a subtree entry that is current only while the
         policy-relevant versions are, so a shallow reuse above it also respects the policy."""
+        entry = self._marks.get(id(task))
+        if entry is not None and entry[0] is task:
+            return entry[1]
+        mark = self._env_mark(task)
+        self._marks[id(task)] = (task, mark)
+        return mark
+
+    def _env_mark(self, task: Task) -> str | None:
         try:
             policy = self.run.options(task).env_policy
         except SlothflowError:
@@ -153,6 +163,10 @@ class Reuse:
                 run.dispatch.miss(job)
                 continue
             value_hash, reduction, job.recorded_call = hit
+            if type(reduction) in _ATOMIC:  # nothing inside to validate or to call (most results)
+                self._mark_reused(job)
+                run.evaluator.reduced(job, reduction, computed=False, value_hash=value_hash)
+                continue
             invalid = first_invalid(reduction)
             if invalid is not None:
                 job.reason = f"cached result no longer valid: {describe_invalid(invalid)}"

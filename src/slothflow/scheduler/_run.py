@@ -9,6 +9,7 @@ from slothflow.files._fs import bind_digest_store
 from slothflow.scheduler import _options
 from slothflow.scheduler._dispatch import Dispatch
 from slothflow.scheduler._evaluate import Evaluator
+from slothflow.scheduler._gc import fewer_collections
 from slothflow.scheduler._job import ERROR, OK, Job
 from slothflow.scheduler._loop import Loop, run_until_settled
 from slothflow.scheduler._plan import Plan
@@ -58,6 +59,10 @@ class Run:
             self.recorder.start_execution(argv, tags)
 
     def run(self, expr: Any) -> Any:
+        with fewer_collections():
+            return self._run(expr)
+
+    def _run(self, expr: Any) -> Any:
         for executor in self.scheduler.executors.values():
             if executor.name == "default":
                 executor.start()

@@ -116,6 +116,22 @@ def insert_statement(table: Table, is_sqlite: bool, update: bool) -> Any:
     return ins.on_conflict_do_nothing(index_elements=pk)
 
 
+def insert_sql(table: Table, columns: tuple[str, ...], is_sqlite: bool, update: bool) -> str:
+    """The raw form of :func:`insert_statement` for the driver's ``executemany``: the bulk writes of a flush
+    skip SQLAlchemy's per-row parameter processing, which cost more than the database itself."""
+    pk = [c.name for c in table.primary_key.columns]
+    names = ", ".join(f'"{c}"' for c in columns)
+    marks = ", ".join("?" for _ in columns)
+    keys = ", ".join(f'"{c}"' for c in pk)
+    sql = f'INSERT INTO "{table.name}" ({names}) VALUES ({marks}) ON CONFLICT ({keys}) DO '
+    updatable = [c for c in columns if c not in pk]
+    if update and updatable:
+        sql += "UPDATE SET " + ", ".join(f'"{c}" = excluded."{c}"' for c in updatable)
+    else:
+        sql += "NOTHING"
+    return paramstyle(sql, is_sqlite)
+
+
 def paramstyle(sql: str, is_sqlite: bool) -> str:
     """A raw statement written with ``?`` placeholders, in the driver's style (psycopg: ``%s``)."""
     return sql if is_sqlite else sql.replace("?", "%s")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import operator
 import os
 import socket
 import threading
@@ -33,7 +34,7 @@ from slothflow.store._codec import dumps, loads
 from slothflow.store._dialect import (
     check_sqlite_file,
     classify,
-    insert_statement,
+    insert_sql,
     is_read_only_os_error,
     make_engine,
     paramstyle,
@@ -116,7 +117,7 @@ class Store:
         self._corrupt: dict[str, str] = {}  # value hash -> what was wrong, for values found damaged
         self._buffer: dict[str, list[dict[str, Any]]] = {}
         self._jobs: dict[str, dict[str, Any]] = {}
-        self._stmts: dict[str, Any] = {}
+        self._stmts: dict[Any, Any] = {}  # query name, or (table, columns) -> its statement
         self._execution: str | None = None  # the running execution whose heartbeat flush() writes
         self._heartbeat = 0.0
         self.last_flush = time.monotonic()
@@ -390,27 +391,29 @@ class Store:
         for i in range(0, len(eval_hashes), 500):
             chunk = eval_hashes[i : i + 500]
             with self._errors():
-                rows = self.conn.execute(self._query("reduction"), {"hashes": chunk}).all()
-                calls = (
-                    self.conn.execute(self._query("calls"), {"hashes": [r.eval_hash for r in rows]}).all()
-                    if rows
-                    else []
-                )
+                rows = self._select(_REDUCTIONS_SQL, chunk)
+                calls = self._select(_CALLS_SQL, [r[0] for r in rows]) if rows else []
             if not rows:
                 continue
             latest: dict[str, tuple[float, str]] = {}
-            for r in calls:
-                known = latest.get(r.eval_hash)
-                if known is None or r.created_at > known[0]:
-                    latest[r.eval_hash] = (r.created_at, r.call_hash)
-            for row in rows:
-                found, value = self._decode(row.value_hash, row.storage, row.data, row.digest)
+            for eval_hash, call_hash, created_at in calls:
+                known = latest.get(eval_hash)
+                if known is None or created_at > known[0]:
+                    latest[eval_hash] = (created_at, call_hash)
+            for eval_hash, value_hash, storage, data, digest in rows:
+                found, value = self._decode(value_hash, storage, data, digest)
                 if found:
-                    best = latest.get(row.eval_hash)
-                    out[row.eval_hash] = (row.value_hash, value, best[1] if best else None)
-                elif corrupt is not None and row.value_hash in self._corrupt:
-                    corrupt[row.eval_hash] = row.value_hash
+                    best = latest.get(eval_hash)
+                    out[eval_hash] = (value_hash, value, best[1] if best else None)
+                elif corrupt is not None and value_hash in self._corrupt:
+                    corrupt[eval_hash] = value_hash
         return out
+
+    def _select(self, sql: str, keys: list[str]) -> list[Any]:
+        """Rows of a raw ``... IN ({keys})`` query (inside :meth:`_errors`): a cached rerun looks up every
+        call, and compiling an expanding SQLAlchemy statement per batch cost more than the query."""
+        text_ = paramstyle(sql.replace("{keys}", ", ".join("?" * len(keys))), self.is_sqlite)
+        return list(self.conn.exec_driver_sql(text_, tuple(keys)).all())
 
     def get_finals(self, eval_hashes: list[str]) -> dict[str, list[tuple[str, str, frozenset[str]]]]:
         """Recorded final results per call, newest first: (call_hash, value_hash, subtree task hashes)."""
@@ -433,18 +436,10 @@ class Store:
         if stmt is not None:
             return stmt
         hashes: Any = bindparam("hashes", expanding=True)
-        if name == "reduction":
-            e, v = s.evaluation, s.value
-            stmt = (
-                select(e.c.eval_hash, e.c.value_hash, v.c.storage, v.c.data, v.c.digest)
-                .join(v, v.c.value_hash == e.c.value_hash)
-                .where(e.c.eval_hash.in_(hashes))
-            )
-        else:
-            c = s.call_node
-            stmt = select(c.c.eval_hash, c.c.call_hash, c.c.value_hash, c.c.subtree_tasks, c.c.created_at).where(
-                c.c.eval_hash.in_(hashes)
-            )
+        c = s.call_node
+        stmt = select(c.c.eval_hash, c.c.call_hash, c.c.value_hash, c.c.subtree_tasks, c.c.created_at).where(
+            c.c.eval_hash.in_(hashes)
+        )
         self._stmts[name] = stmt
         return stmt
 
@@ -519,7 +514,14 @@ class Store:
 
     def record_job(self, job: JobRecord) -> None:
         """Remember a job's latest state (only the last state of each job is written)."""
-        self._jobs[job.id] = job.row()
+        state = getattr(job, "__dict__", None)
+        if state is None:
+            self._jobs[job.id] = job.row()
+            return
+        row = dict(state)  # JobRecord.row() without a dataclasses.fields() walk per job
+        row["status"] = str(job.status)
+        row["arguments"] = json.dumps(job.arguments) if job.arguments else None
+        self._jobs[job.id] = row
 
     def put_job(self, row: dict[str, Any]) -> None:
         """Insert or update a job row (keyed by ``id``); a partial row updates the pending one."""
@@ -612,14 +614,20 @@ class Store:
         try:
             with self._errors():
                 conn = self.conn
-                for table_name in _TABLE_ORDER:
-                    rows = buffer.get(table_name)
-                    if rows:
-                        if table_name in _UPSERT:
-                            rows = _last_per_key(table_name, rows)
-                        conn.execute(self._statement(table_name), rows)
-                if jobs:
-                    conn.execute(self._statement("job"), list(jobs.values()))
+                if not conn.in_transaction():
+                    conn.begin()  # so that conn.commit() below commits what the raw cursor wrote
+                cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+                try:
+                    for table_name in _TABLE_ORDER:
+                        rows = buffer.get(table_name)
+                        if rows:
+                            if table_name in _UPSERT:
+                                rows = _last_per_key(table_name, rows)
+                            self._write(cursor, table_name, rows)
+                    if jobs:
+                        self._write(cursor, "job", list(jobs.values()))
+                finally:
+                    cursor.close()
                 if heartbeat:
                     conn.execute(s.execution.update().where(s.execution.c.id == self._execution)
                                  .values(heartbeat_at=time.time()))
@@ -647,18 +655,34 @@ class Store:
         except StoreLockedError as exc:
             log.debug("heartbeat skipped: %s", exc)
 
-    def _statement(self, table_name: str) -> Any:
-        stmt = self._stmts.get(table_name)
-        if stmt is not None:
-            return stmt
-        upsert = table_name in _UPSERT or table_name == "job"
-        table = s.metadata.tables["value" if table_name == "value_repair" else table_name]
-        stmt = insert_statement(table, self.is_sqlite, update=upsert)
-        self._stmts[table_name] = stmt
-        return stmt
+    def _write(self, cursor: Any, table_name: str, rows: list[dict[str, Any]]) -> None:
+        """Insert (or upsert) buffered rows with one ``executemany`` of a statement built once per table and
+        set of columns; a driver error becomes SQLAlchemy's, so that :meth:`_errors` classifies it."""
+        columns = tuple(rows[0])
+        key = (table_name, columns)
+        sql = self._stmts.get(key)
+        if sql is None:
+            upsert = table_name in _UPSERT or table_name == "job"
+            table = s.metadata.tables["value" if table_name == "value_repair" else table_name]
+            columns = tuple(c.name for c in table.columns if c.name in rows[0])
+            sql = self._stmts[key] = (insert_sql(table, columns, self.is_sqlite, update=upsert), columns)
+        sql, columns = sql
+        try:
+            get = operator.itemgetter(*columns)
+            params = [get(r) for r in rows] if len(columns) > 1 else [(get(r),) for r in rows]
+        except KeyError:  # rows of different shapes (a partial job row): a missing column is NULL
+            params = [tuple(r.get(c) for c in columns) for r in rows]
+        dbapi = self.engine.dialect.dbapi
+        try:
+            cursor.executemany(sql, params)
+        except dbapi.Error as exc:  # type: ignore[union-attr]
+            raise DBAPIError.instance(sql, None, exc, dbapi.Error) from exc  # type: ignore[union-attr]
 
 
 _DIGESTS_SQL = "SELECT path, stat_token, digest FROM file_digest WHERE directory = ?"
+_REDUCTIONS_SQL = ('SELECT e.eval_hash, e.value_hash, v.storage, v.data, v.digest FROM evaluation e '
+                   'JOIN "value" v ON v.value_hash = e.value_hash WHERE e.eval_hash IN ({keys})')
+_CALLS_SQL = "SELECT eval_hash, call_hash, created_at FROM call_node WHERE eval_hash IN ({keys})"
 # value_repair: rows that replace a damaged value (an upsert); value: new values (kept if already there)
 _TABLE_ORDER = ("task", "value", "value_repair", "value_file", "evaluation", "call_node", "argument", "call_edge",
                 "tag", "file_digest")

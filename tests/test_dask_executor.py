@@ -88,8 +88,29 @@ def cluster() -> Iterator[DaskExecutor]:
     executor.shutdown(cancel=True)
 
 
+def _settled(cluster: DaskExecutor, workers: int = 2, deadline: float = 90.0) -> None:
+    """Wait until the shared cluster has all its workers and none is being replaced: a test that cancelled a
+    running job ended that job's worker (in the background), and a job of the next test must not land on it."""
+    client = cluster._client
+    assert client is not None
+    end = time.monotonic() + deadline
+    previous: dict[str, Any] | None = None
+    while time.monotonic() < end:
+        try:
+            pids = client.run(os.getpid, on_error="return")
+        except Exception:
+            pids = {}
+        ok = len(pids) == workers and all(isinstance(p, int) for p in pids.values())
+        if ok and pids == previous:
+            return
+        previous = pids if ok else None
+        time.sleep(1.0)
+    raise AssertionError("the shared Dask cluster did not settle")
+
+
 @pytest.fixture
 def sched(cluster: DaskExecutor, sqlite_uri: str) -> Iterator[Scheduler]:
+    _settled(cluster)
     s = Scheduler(config={"backend": {"db_uri": sqlite_uri},
                           "executors.default": {"type": "dask", "address": ADDRESS["address"]}})
     yield s
@@ -248,7 +269,7 @@ def test_a_local_cluster_starts_on_first_use_and_stops_at_shutdown() -> None:
 class TestDaskConformance(ExecutorConformance):
     @pytest.fixture(autouse=True)
     def _cluster(self, cluster: DaskExecutor) -> None:
-        pass
+        _settled(cluster)
 
     def make_executor(self) -> Executor:
         return DaskExecutor("dask", {"address": ADDRESS["address"]})

@@ -518,3 +518,28 @@ def test_damaged_values_are_not_used_and_a_new_write_repairs_them(db_uri: str, t
         assert store.corruption(hs) is None
     finally:
         store.close()
+
+
+@pytest.mark.parametrize("setting", [False, True, None])
+def test_backend_automigrate_is_honoured(db_uri: str, tmp_path: Path, setting: bool | None) -> None:
+    """redun's ``[backend] automigrate``: false never migrates, true migrates an older PostgreSQL database
+    too, unset migrates an older SQLite one only."""
+    from slothflow import Scheduler, StoreVersionError
+
+    Store(db_uri, blob_dir=tmp_path / "b").close()
+    old = Store(db_uri, blob_dir=tmp_path / "b")
+    old.downgrade("0001")
+    old.close()
+    backend: dict[str, Any] = {"db_uri": db_uri}
+    if setting is not None:
+        backend["automigrate"] = setting
+    sched = Scheduler(config={"backend": backend})
+    try:
+        migrates = setting is True or (setting is None and db_uri.startswith("sqlite"))
+        if migrates:
+            assert sched.load().schema_version() == HEAD_REVISION
+        else:
+            with pytest.raises(StoreVersionError, match="slothflow db upgrade"):
+                sched.load()
+    finally:
+        sched.close()

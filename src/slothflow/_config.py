@@ -241,9 +241,9 @@ SECTIONS: dict[str, dict[str, ConfigKey]] = {
         "blob_dir": ConfigKey(str, "the older name of blob_uri", "next to a SQLite database; inside a PostgreSQL one"),
         "signing_key_env": ConfigKey(str, "the environment variable holding the key that signs stored values"),
         "busy_timeout": ConfigKey(float, "seconds a SQLite write waits for another process's lock", 30.0, 0),
-        "automigrate": ConfigKey(bool, "redun's switch for migrating the schema on open; slothflow creates a new "
-                                 "database and migrates an older SQLite one itself, PostgreSQL with `slothflow db "
-                                 "upgrade`, whatever it says", True),
+        "automigrate": ConfigKey(bool, "migrate the schema when a run opens the database: unset, a new database "
+                                 "and an older SQLite one; true, an older PostgreSQL one too; false, never "
+                                 "(`slothflow db upgrade` does)", "unset"),
     },
     "scheduler": {
         "fail_fast": ConfigKey(bool, "stop submitting new calls after the first failure", False),

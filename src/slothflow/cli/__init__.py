@@ -532,7 +532,7 @@ def _migrate(ctx: click.Context, direction: str, revision: str) -> None:
     class _Unchecked(Store):
         """The store without its schema check: migration commands are how a schema gets fixed."""
 
-        def _check_schema(self, automigrate: bool) -> None:
+        def _check_schema(self, automigrate: bool | None) -> None:
             return None
 
     uri = Scheduler(config=_config(ctx.parent or ctx, create=False)).db_uri

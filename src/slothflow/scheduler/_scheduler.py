@@ -99,7 +99,9 @@ class Scheduler:
             from slothflow.store import Store
             from slothflow.store._options import store_options
 
-            self._store = Store(self.db_uri, automigrate=migrate is not False,
+            configured = backend.get("automigrate")  # redun's key: true migrates PostgreSQL too, false never
+            automigrate = False if migrate is False or configured is False else None if configured else True
+            self._store = Store(self.db_uri, automigrate=automigrate,
                                 busy_timeout=None if timeout is None else float(timeout), **store_options(backend))
             log.info("slothflow database: %s", self.db_uri)
         return self._store

@@ -76,7 +76,7 @@ class Store:
         self,
         db_uri: str,
         blob_dir: str | os.PathLike[str] | None = None,
-        automigrate: bool = True,
+        automigrate: bool | None = True,
         busy_timeout: float | None = None,
         readonly: bool = False,
         blobs: BlobStore | None = None,
@@ -90,7 +90,9 @@ class Store:
         SQLite database, or a truncated one, raises :class:`StoreCorruptError` here, before any task runs.
         ``blob_dir`` is a folder or an fsspec URL for large values (default: next to a SQLite database; in
         the database itself on PostgreSQL). With ``signing_key``, values are signed when written and only
-        values with a good signature are used.
+        values with a good signature are used. ``automigrate``: True creates a new database and migrates an
+        older SQLite one; None (an explicit ``automigrate = true`` in the config) migrates an older PostgreSQL one
+        too; False never migrates (``slothflow db upgrade`` does).
         """
         self.db_uri = db_uri
         self.is_sqlite = db_uri.startswith("sqlite")
@@ -122,7 +124,7 @@ class Store:
         self._heartbeat = 0.0
         self.last_flush = time.monotonic()
         try:
-            self._check_schema(automigrate and not readonly)
+            self._check_schema(False if readonly else automigrate)
         except BaseException:
             self._release()
             raise
@@ -206,7 +208,7 @@ class Store:
             self.conn.rollback()
             return None if row is None else str(row[0])
 
-    def _check_schema(self, automigrate: bool) -> None:
+    def _check_schema(self, automigrate: bool | None) -> None:
         version = self.schema_version()
         if version == HEAD_REVISION:
             return
@@ -226,7 +228,7 @@ class Store:
                 "run `slothflow db upgrade` (reading it never migrates it)",
                 self.db_uri,
             )
-        if automigrate and (fresh or self.is_sqlite):
+        if automigrate is None or (automigrate and (fresh or self.is_sqlite)):
             try:
                 self.upgrade()
             except StoreError:

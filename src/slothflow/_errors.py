@@ -6,6 +6,8 @@ to do about it::
 
     SlothflowError
     ├── TaskDefinitionError      a @task declaration is invalid (bad name, option, config_args ...)
+    │   ├── InvalidTaskNameError a name or namespace that is not an identifier (also a ValueError)
+    │   └── InvalidNoutError     nout that is not a whole number >= 0 (also a TypeError)
     ├── TaskLookupError          a task name is unknown (CLI, deserialized expression)
     ├── ExpressionError          misuse of a lazy expression (bool(), iteration without nout, bad call arguments)
     ├── NestingError             a value contains itself or is nested too deeply (names task and argument)
@@ -43,6 +45,14 @@ class TaskDefinitionError(SlothflowError):
     def __init__(self, message: str, task_name: str | None = None) -> None:
         super().__init__(message)
         self.task_name = task_name
+
+
+class InvalidTaskNameError(TaskDefinitionError, ValueError):
+    """A task name or namespace that is not a (dotted) Python identifier (also a ``ValueError``, as in redun)."""
+
+
+class InvalidNoutError(TaskDefinitionError, TypeError):
+    """``nout`` that is not a whole number >= 0 (also a ``TypeError``, as in redun)."""
 
 
 class TaskLookupError(SlothflowError, LookupError):

@@ -4,11 +4,10 @@
 ``slothflow.task`` stays the decorator after ``import slothflow.task``.
 """
 
+from slothflow._errors import InvalidNoutError, InvalidTaskNameError
 from slothflow.model._task import (
     CacheCheckValid,
     CacheScope,
-    InvalidNoutError,
-    InvalidTaskNameError,
     PartialTask,
     Task,
     TaskRegistry,

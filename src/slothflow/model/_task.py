@@ -22,7 +22,7 @@ import typing
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from slothflow._errors import TaskDefinitionError, TaskLookupError
+from slothflow._errors import InvalidNoutError, InvalidTaskNameError, TaskDefinitionError, TaskLookupError
 from slothflow.hashing._code import CodeInfo, current_code_hasher
 from slothflow.hashing._encode import hash_struct, hash_value
 from slothflow.hashing._environment import ENV_POLICIES
@@ -51,15 +51,6 @@ class CacheCheckValid(enum.StrEnum):
     FULL = "full"
     SHALLOW = "shallow"
 
-
-# Task-definition errors that are also the built-in type redun raises for them (redun users catch those).
-# They belong with the others in slothflow._errors; they live here until that module takes them.
-class InvalidTaskNameError(TaskDefinitionError, ValueError):
-    """A task name or namespace that is not a (dotted) Python identifier."""
-
-
-class InvalidNoutError(TaskDefinitionError, TypeError):
-    """``nout`` that is not a whole number >= 0."""
 
 # Options the scheduler understands; any other keyword is passed through to executors.
 _SCHEDULER_OPTIONS = {

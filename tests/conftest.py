@@ -69,7 +69,8 @@ def scheduler(sqlite_uri: str) -> Iterator[Scheduler]:
 def _isolated_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Run every test in its own folder so a default project database never leaks between tests."""
     monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("SLOTHFLOW_PROJECT_DIR", raising=False)
+    for name in ("SLOTHFLOW_PROJECT_DIR", "SLOTHFLOW_CONFIG", "REDUN_CONFIG"):
+        monkeypatch.delenv(name, raising=False)
 
 
 @pytest.fixture

@@ -70,6 +70,11 @@ def test_read_string_ini_interpolates_and_nests(monkeypatch: pytest.MonkeyPatch)
     assert config.get("nothing", 5) == 5
     with pytest.raises(KeyError):
         config["nothing"]
+    config["limits"] = {"db": "5"}
+    assert config["limits"] == {"db": "5"}
+    config["repos"] = {"default": {"config_dir": "/x"}}
+    assert config["repos"]["default"] == {"config_dir": "/x"} and "repos.default" in config.sections()
+    config["limits"] = {"db": "2"}
     flat = config.get_config_dict()
     assert Config(flat).get_config_dict() == flat
     assert flat["limits"] == {"db": "2"}

@@ -271,3 +271,17 @@ def test_overrides_travel_to_worker_processes(sqlite_uri: str) -> None:
         assert scheduler.run(both_foos.update_context(mult=5)()) == 26
     finally:
         scheduler.close()
+
+
+@task
+def returns_a_cycle() -> Any:
+    items: list[Any] = []
+    items.append(items)
+    return items
+
+
+def test_a_cyclic_result_under_an_override_is_reported_as_usual(scheduler: Scheduler) -> None:
+    from slothflow import NestingError
+
+    with pytest.raises(NestingError, match="the result of task"):
+        scheduler.run(returns_a_cycle.update_context(x=1)())

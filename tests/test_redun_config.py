@@ -70,6 +70,11 @@ def test_read_string_ini_interpolates_and_nests(monkeypatch: pytest.MonkeyPatch)
     assert config.get("nothing", 5) == 5
     with pytest.raises(KeyError):
         config["nothing"]
+    config["limits"] = {"db": "5"}
+    assert config["limits"] == {"db": "5"}
+    config["repos"] = {"default": {"config_dir": "/x"}}
+    assert config["repos"]["default"] == {"config_dir": "/x"} and "repos.default" in config.sections()
+    config["limits"] = {"db": "2"}
     flat = config.get_config_dict()
     assert Config(flat).get_config_dict() == flat
     assert flat["limits"] == {"db": "2"}
@@ -277,3 +282,34 @@ def test_a_redun_project_runs_with_slothflow_run(tmp_path: Path, monkeypatch: py
     moved = _slothflow(elsewhere, "run", "wf.py", "main", REDUN_CONFIG=str(project / ".redun"), **env)
     assert moved.returncode == 0, moved.stderr
     assert "0 ran" in moved.stderr
+
+
+REDUN_INIT_INI = """\
+# redun configuration.
+
+[backend]
+db_uri = sqlite:///redun.db
+
+[executors.default]
+type = local
+max_workers = 20
+
+# [executors.batch]
+# type = aws_batch
+"""
+
+
+def test_the_ini_redun_init_writes_runs_as_it_is(tmp_path: Path) -> None:
+    (tmp_path / ".redun").mkdir()
+    (tmp_path / ".redun" / "redun.ini").write_text(REDUN_INIT_INI)
+    (tmp_path / "wf.py").write_text(textwrap.dedent(WORKFLOW).replace('@task(executor="proc")', "@task")
+                                    .replace('@task(limits=["db"])', "@task"))
+    env = {"SIDELOG": str(tmp_path / "log")}
+    out = _slothflow(tmp_path, "run", "wf.py", "main", **env)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "[0, 1, 2]"
+    assert (tmp_path / ".redun" / "slothflow.db").exists()  # its own database, next to redun's
+    assert not (tmp_path / ".redun" / "redun.db").exists()
+    assert not (tmp_path / ".slothflow").exists()
+    again = _slothflow(tmp_path, "run", "wf.py", "main", **env)
+    assert "0 ran" in again.stderr

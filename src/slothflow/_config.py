@@ -99,6 +99,12 @@ class Config:
             raise KeyError(name)
         return found
 
+    def __setitem__(self, name: str, section: dict[str, Any]) -> None:
+        """Replace a section (or, for a mapping of sub-sections, the sections under ``name.``)."""
+        for old in [n for n in self._sections if n == name or n.startswith(name + ".")]:
+            del self._sections[old]
+        self.read_dict({name: dict(section)})
+
     def __contains__(self, name: object) -> bool:
         return name in self._sections or (isinstance(name, str) and bool(self._nested(name)))
 
@@ -395,7 +401,7 @@ def _refuse_redun_database(db_uri: str, config_dir: Path | None) -> None:
     import sqlite3
 
     try:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
         try:
             found = conn.execute(
                 "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'redun_version'").fetchone()

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
+from slothflow._errors import NestingError
 from slothflow._walk import transform
 from slothflow.model._builtins import lazy_apply
 from slothflow.model._expression import (
@@ -78,6 +79,13 @@ def apply_context(value: Any, context: Mapping[str, Any], export: Mapping[str, A
     export = export or {}
     if not context and not export:
         return value
+    try:
+        return _apply(value, context, export)
+    except NestingError:
+        return value  # a value that contains itself: the scheduler reports it, naming the task
+
+
+def _apply(value: Any, context: Mapping[str, Any], export: Mapping[str, Any]) -> Any:
     memo: dict[int, Any] = {}
     order: list[Expression] = []
     stack: list[tuple[Expression, bool]] = [(e, False) for e in iter_expressions(value)]

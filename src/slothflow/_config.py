@@ -379,14 +379,22 @@ def _read_context_file(scheduler: dict[str, Any], config_dir: Path | None) -> No
     if not path.is_absolute() and config_dir is not None:
         path = config_dir / path
     try:
-        data = json.loads(path.read_text())
-    except OSError as exc:
-        raise ConfigError(f"config scheduler.context_file: cannot read {path}: {exc.strerror or exc}") from exc
+        scheduler["context"] = read_json_object(path)
     except ValueError as exc:
-        raise ConfigError(f"config scheduler.context_file: {path} is not valid JSON: {exc}") from exc
+        raise ConfigError(f"config scheduler.context_file: {exc}") from exc
+
+
+def read_json_object(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The JSON object in a file (a context file); a ``ValueError`` saying what is wrong with it otherwise."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except OSError as exc:
+        raise ValueError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    except ValueError as exc:
+        raise ValueError(f"{path} is not valid JSON: {exc}") from exc
     if not isinstance(data, dict):
-        raise ConfigError(f"config scheduler.context_file: {path} must hold a JSON object")
-    scheduler["context"] = data
+        raise ValueError(f"{path} must hold a JSON object, not {type(data).__name__}")
+    return data
 
 
 def _refuse_redun_database(db_uri: str, config_dir: Path | None) -> None:

@@ -235,15 +235,12 @@ def _context_file(path: str | None) -> dict[str, Any]:
     """The JSON object in ``--context-file``, or nothing."""
     if path is None:
         return {}
+    from slothflow._config import read_json_object
+
     try:
-        data = json.loads(Path(path).read_text())
-    except OSError as exc:
-        raise CLIError(f"--context-file {path}: {exc.strerror or exc}") from exc
+        return read_json_object(path)
     except ValueError as exc:
-        raise CLIError(f"--context-file {path} is not valid JSON: {exc}") from exc
-    if not isinstance(data, dict):
-        raise CLIError(f"--context-file {path} must hold a JSON object, not {type(data).__name__}")
-    return data
+        raise CLIError(f"--context-file: {exc}") from exc
 
 
 def _nested(flat: dict[str, Any]) -> dict[str, Any]:

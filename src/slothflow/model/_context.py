@@ -19,7 +19,7 @@ from slothflow.model._expression import (
     SimpleExpression,
     TaskExpression,
     ValueExpression,
-    iter_expressions,
+    expressions_children_first,
 )
 
 T = TypeVar("T")
@@ -87,19 +87,7 @@ def apply_context(value: Any, context: Mapping[str, Any], export: Mapping[str, A
 
 def _apply(value: Any, context: Mapping[str, Any], export: Mapping[str, Any]) -> Any:
     memo: dict[int, Any] = {}
-    order: list[Expression] = []
-    stack: list[tuple[Expression, bool]] = [(e, False) for e in iter_expressions(value)]
-    seen: set[int] = set()
-    while stack:  # post-order: children before their parents
-        expr, done = stack.pop()
-        if done:
-            order.append(expr)
-            continue
-        if id(expr) in seen:
-            continue
-        seen.add(id(expr))
-        stack.append((expr, True))
-        stack.extend((child, False) for child in iter_expressions(expr._children()) if id(child) not in seen)
+    order = expressions_children_first(value)
     for expr in order:
         memo[id(expr)] = _rewrite(expr, context, export, memo)
     return transform(value, lambda e: memo[id(e)], Expression)

@@ -311,3 +311,21 @@ def _hash_expressions(root: Expression) -> None:
             if child._hash is None:
                 stack.append((child, False))
 
+
+def expressions_children_first(value: Any) -> list[Expression]:
+    """Every expression reachable from ``value``, each once, children before their parents, without recursion
+    (what storing a value and rewriting an expression tree both need)."""
+    order: list[Expression] = []
+    seen: set[int] = set()
+    stack: list[tuple[Expression, bool]] = [(e, False) for e in iter_expressions(value)]
+    while stack:
+        expr, done = stack.pop()
+        if done:
+            order.append(expr)
+            continue
+        if id(expr) in seen:
+            continue
+        seen.add(id(expr))
+        stack.append((expr, True))
+        stack.extend((c, False) for c in iter_expressions(expr._children()) if id(c) not in seen)
+    return order

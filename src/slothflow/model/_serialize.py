@@ -12,7 +12,7 @@ import pickle
 from typing import Any
 
 from slothflow._errors import SerializationError
-from slothflow.model._expression import Expression, iter_expressions
+from slothflow.model._expression import Expression, expressions_children_first
 
 PROTOCOL = 5
 
@@ -47,24 +47,6 @@ class _FlatUnpickler(pickle.Unpickler):
         return self.built[index]
 
 
-def _expression_nodes(value: Any) -> list[Expression]:
-    """All expressions reachable from value, children before parents, without recursion."""
-    order: list[Expression] = []
-    seen: set[int] = set()
-    stack: list[tuple[Expression, bool]] = [(e, False) for e in iter_expressions(value)]
-    while stack:
-        expr, done = stack.pop()
-        if done:
-            order.append(expr)
-            continue
-        if id(expr) in seen:
-            continue
-        seen.add(id(expr))
-        stack.append((expr, True))
-        stack.extend((c, False) for c in iter_expressions(expr._children()) if id(c) not in seen)
-    return order
-
-
 def dumps(value: Any) -> bytes:
     """Serialize a value for the store.
 
@@ -74,7 +56,7 @@ def dumps(value: Any) -> bytes:
     objects resolve to the same object on load.
     """
     try:
-        nodes = _expression_nodes(value)
+        nodes = expressions_children_first(value)
         if not nodes:
             return b"P" + pickle.dumps(value, protocol=PROTOCOL)
         index = {id(e): i for i, e in enumerate(nodes)}

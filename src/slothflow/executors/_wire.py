@@ -17,10 +17,8 @@ from __future__ import annotations
 import contextlib
 import functools
 import io
-import os
 import pickle
 import sys
-import sysconfig
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -32,27 +30,14 @@ PROTOCOL = 5
 _by_value_lock = threading.Lock()
 
 
-def _installed_prefixes() -> tuple[str, ...]:
-    paths = sysconfig.get_paths()
-    found = {os.path.realpath(paths[k]) for k in ("stdlib", "platstdlib", "purelib", "platlib") if paths.get(k)}
-    return tuple(sorted(found))
-
-
-@functools.lru_cache(maxsize=1024)
 def _is_user_module(name: str) -> bool:
-    """The user's own module: one we send by value. ``__main__`` is by value in cloudpickle already."""
-    top = name.split(".")[0]
-    if name in ("__main__", "__mp_main__") or top == "slothflow" or top in sys.stdlib_module_names:
+    """The user's own module (the code hasher's rule), loaded here: one we send by value. ``__main__`` is sent
+    by value by cloudpickle already."""
+    if name in ("__main__", "__mp_main__") or name not in sys.modules:
         return False
-    module = sys.modules.get(name)
-    path = getattr(module, "__file__", None)
-    if not path:
-        return False
-    real = os.path.realpath(path)
-    parts = real.split(os.sep)
-    if "site-packages" in parts or "dist-packages" in parts:
-        return False
-    return not any(real.startswith(prefix + os.sep) for prefix in _installed_prefixes())
+    from slothflow.hashing._code import current_code_hasher
+
+    return current_code_hasher().is_user_code(name)
 
 
 def _modules_of(func: Callable[..., Any]) -> set[str]:
